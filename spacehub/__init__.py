@@ -1,0 +1,3 @@
+"""spacehub: a self-hosted Spaces platform."""
+
+__version__ = "0.1.0"

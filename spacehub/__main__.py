@@ -1,0 +1,3 @@
+from spacehub.cli import main
+
+raise SystemExit(main())

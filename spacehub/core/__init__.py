@@ -1,0 +1,1 @@
+"""The domain: names, stages, configuration and releases. No I/O."""

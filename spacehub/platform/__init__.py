@@ -1,0 +1,1 @@
+"""The control plane: settings, database, services, API, git hosting, proxy."""

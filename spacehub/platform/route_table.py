@@ -1,0 +1,72 @@
+"""The in-memory table the proxy reads: which space answers on which host or path prefix."""
+
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """Where an instance answers: a loopback TCP address, or a unix socket path."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    unix_path: str | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    """One space as the proxy sees it. `upstream` None: the control plane answers for it."""
+
+    owner: str
+    name: str
+    label: str
+    upstream: Upstream | None = None
+    private: bool = False
+    readers: frozenset[str] = frozenset()
+    custom_headers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def space_id(self) -> str:
+        return f"{self.owner}/{self.name}"
+
+
+@dataclass
+class Activity:
+    last_request: float = field(default_factory=time.monotonic)
+    open_connections: int = 0
+
+
+class RouteTable:
+    """Routes by subdomain label and by `owner/name`; activity is recorded per space."""
+
+    def __init__(self) -> None:
+        self._by_label: dict[str, Route] = {}
+        self._by_id: dict[str, Route] = {}
+        self.activity: dict[str, Activity] = {}
+
+    def set(self, route: Route) -> None:
+        old = self._by_id.get(route.space_id)
+        if old is not None and old.label != route.label:
+            self._by_label.pop(old.label, None)
+        self._by_id[route.space_id] = route
+        self._by_label[route.label] = route
+
+    def remove(self, space_id: str) -> None:
+        route = self._by_id.pop(space_id, None)
+        if route is not None:
+            self._by_label.pop(route.label, None)
+        self.activity.pop(space_id, None)
+
+    def by_label(self, label: str) -> Route | None:
+        return self._by_label.get(label)
+
+    def by_space(self, owner: str, name: str) -> Route | None:
+        return self._by_id.get(f"{owner}/{name}")
+
+    def all(self) -> list[Route]:
+        return list(self._by_id.values())
+
+    def touch(self, space_id: str) -> Activity:
+        activity = self.activity.setdefault(space_id, Activity())
+        activity.last_request = time.monotonic()
+        return activity

@@ -1,0 +1,67 @@
+"""The interface every way of running a space implements (docker, local, swarm)."""
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from spacehub.core.release import AppSpec
+
+
+class InstanceState(StrEnum):
+    RUNNING = "running"
+    EXITED = "exited"
+    MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A started instance. `state` is JSON-able: the database stores it, `adopt` takes it back."""
+
+    space_id: str
+    commit: str
+    host: str
+    port: int
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InstanceStatus:
+    state: InstanceState
+    exit_code: int | None = None
+    oom_killed: bool = False
+    restarts: int = 0
+
+
+class Runtime(ABC):
+    """Starts, watches and stops instances of releases. All addresses are loopback ones."""
+
+    name: str
+
+    @abstractmethod
+    async def deploy(self, spec: AppSpec) -> Instance:
+        """Start an instance of `spec`; return once it is started, not once it answers."""
+
+    @abstractmethod
+    async def stop(self, instance: Instance) -> None:
+        """Stop and remove the instance; a missing one is not an error."""
+
+    @abstractmethod
+    async def status(self, instance: Instance) -> InstanceStatus: ...
+
+    @abstractmethod
+    def logs(self, instance: Instance, follow: bool = False) -> AsyncIterator[str]:
+        """The instance's output lines from its start; with `follow`, until it stops."""
+
+    @abstractmethod
+    async def adopt(self, state: dict[str, Any]) -> Instance | None:
+        """Re-attach to an instance from its stored `state`; None when it is gone."""
+
+    @abstractmethod
+    async def restart(self, instance: Instance) -> Instance:
+        """Start the same release again (after a crash); the address may change."""
+
+    @abstractmethod
+    async def remove_space(self, space_id: str) -> None:
+        """Remove everything the runtime holds for a space: instances, images, volumes."""
