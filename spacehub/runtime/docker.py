@@ -1,0 +1,295 @@
+"""Spaces as Docker containers on one engine, each reached on a port published on 127.0.0.1."""
+
+import contextlib
+import re
+import secrets
+from collections.abc import AsyncIterator, Iterable, Iterator
+from typing import Any
+
+import anyio.to_thread
+import docker
+import docker.errors
+from docker.models.containers import Container
+from docker.types import CancellableStream, LogConfig
+
+from spacehub.core.errors import NotFound, SpacehubError
+from spacehub.core.names import subdomain_label
+from spacehub.core.release import AppSpec
+from spacehub.runtime.base import Instance, InstanceState, InstanceStatus, Runtime
+
+DATA_PATH = "/data"
+STOP_TIMEOUT_SECONDS = 5
+LOOPBACK = "127.0.0.1"
+_LABEL_PREFIX = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+_RUNNING = {"running", "paused", "restarting"}
+_EXITED = {"created", "exited", "dead"}
+
+
+def space_label(space_id: str) -> str:
+    """`owner/name` as its app host's DNS label, which is also valid in Docker object names."""
+    owner, _, name = space_id.partition("/")
+    return subdomain_label(owner, name)
+
+
+def volume_name(space_id: str, label_prefix: str = "spacehub") -> str:
+    return f"{label_prefix}-{space_label(space_id)}-data"
+
+
+def container_name(spec: AppSpec, label_prefix: str = "spacehub") -> str:
+    """A name unique per deploy: old and new instances of a space coexist during a cutover."""
+    return f"{label_prefix}-{space_label(spec.space_id)}-{spec.commit[:8]}-{secrets.token_hex(2)}"
+
+
+def container_spec(spec: AppSpec, network: str, label_prefix: str = "spacehub") -> dict[str, Any]:
+    """The keyword arguments of `containers.create` for one instance of `spec`, name aside."""
+    if spec.artifact.kind != "image":
+        raise ValueError(f"a {spec.artifact.kind} release runs without a container")
+    kwargs: dict[str, Any] = {
+        "image": spec.artifact.ref,
+        "environment": dict(spec.env),
+        "labels": {
+            f"{label_prefix}.space": spec.space_id,
+            f"{label_prefix}.commit": spec.commit,
+            f"{label_prefix}.port": str(spec.port),
+        },
+        "network": network,
+        # Docker picks the host port on every start; loopback only, the proxy is the way in.
+        "ports": {f"{spec.port}/tcp": (LOOPBACK, None)},
+        "nano_cpus": int(spec.limits.cpus * 1e9),
+        "mem_limit": spec.limits.memory_bytes,
+        # Swap equal to memory means no swap: an app over its limit is OOM-killed, not slowed.
+        "memswap_limit": spec.limits.memory_bytes,
+        "pids_limit": spec.limits.pids,
+        "security_opt": ["no-new-privileges"],
+        "cap_drop": ["ALL"],
+        # An init as PID 1 forwards SIGTERM (a bare Python PID 1 ignores it, so every stop
+        # would wait out the timeout) and reaps the zombies of apps that spawn processes.
+        "init": True,
+        # The platform's scheduler restarts crashed apps with backoff; Docker must not race it.
+        "restart_policy": {"Name": "no"},
+        # json-file whatever the daemon's default, so that `logs` works; capped for the disk.
+        "log_config": LogConfig(
+            type=LogConfig.types.JSON, config={"max-size": "10m", "max-file": "3"}
+        ),
+    }
+    if spec.persistent_storage:
+        kwargs["volumes"] = {
+            volume_name(spec.space_id, label_prefix): {"bind": DATA_PATH, "mode": "rw"}
+        }
+    return kwargs
+
+
+def split_lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """Whole lines from byte chunks cut anywhere, decoded so that bad bytes cannot raise."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield line.decode("utf-8", errors="replace").rstrip("\r")
+    if pending:
+        yield pending.decode("utf-8", errors="replace").rstrip("\r")
+
+
+class DockerRuntime(Runtime):
+    """Containers on a private bridge network, labelled `<label_prefix>.space` and `.commit`.
+
+    `Instance.state` is `{"container_id": …, "container_name": …}`. An instance that is not
+    running has port 0 until `restart` gives it a new one.
+    """
+
+    name = "docker"
+
+    def __init__(self, network: str = "spacehub", label_prefix: str = "spacehub") -> None:
+        if not _LABEL_PREFIX.fullmatch(label_prefix):
+            raise ValueError(f"label prefix {label_prefix!r} must match {_LABEL_PREFIX.pattern}")
+        self.network = network
+        self.label_prefix = label_prefix
+        self.client = docker.from_env()
+        self._network_ready = False
+
+    async def deploy(self, spec: AppSpec) -> Instance:
+        return await anyio.to_thread.run_sync(self._deploy, spec)
+
+    async def stop(self, instance: Instance) -> None:
+        await anyio.to_thread.run_sync(self._stop, instance.state["container_id"])
+
+    async def status(self, instance: Instance) -> InstanceStatus:
+        return await anyio.to_thread.run_sync(self._status, instance.state["container_id"])
+
+    async def logs(self, instance: Instance, follow: bool = False) -> AsyncIterator[str]:
+        container_id = instance.state["container_id"]
+        if not follow:
+            for line in split_lines([await anyio.to_thread.run_sync(self._logs, container_id)]):
+                yield line
+            return
+        stream = await anyio.to_thread.run_sync(self._follow_logs, container_id)
+        if stream is None:
+            return
+        lines = split_lines(stream)
+        try:
+            # Abandoning the blocked read on cancel, then closing its socket, ends the thread.
+            while (
+                line := await anyio.to_thread.run_sync(next, lines, None, abandon_on_cancel=True)
+            ) is not None:
+                yield line
+        finally:
+            stream.close()
+
+    async def adopt(self, state: dict[str, Any]) -> Instance | None:
+        return await anyio.to_thread.run_sync(self._adopt, state["container_id"])
+
+    async def restart(self, instance: Instance) -> Instance:
+        return await anyio.to_thread.run_sync(self._restart, instance.state["container_id"])
+
+    async def remove_space(self, space_id: str) -> None:
+        await anyio.to_thread.run_sync(self._remove_space, space_id)
+
+    async def list_instances(self) -> list[Instance]:
+        """Every container carrying this runtime's labels, running or not (for reconciling)."""
+        return await anyio.to_thread.run_sync(self._list_instances)
+
+    def _deploy(self, spec: AppSpec) -> Instance:
+        self._ensure_network()
+        if spec.persistent_storage:
+            # Created here rather than implicitly by the mount, so that it carries the labels.
+            self.client.volumes.create(
+                name=volume_name(spec.space_id, self.label_prefix),
+                labels={f"{self.label_prefix}.space": spec.space_id},
+            )
+        kwargs = container_spec(spec, self.network, self.label_prefix)
+        try:
+            container = self.client.containers.create(
+                name=container_name(spec, self.label_prefix), **kwargs
+            )
+        except docker.errors.ImageNotFound:
+            raise NotFound(f"image {spec.artifact.ref} is not on this Docker engine") from None
+        except docker.errors.APIError as e:
+            raise SpacehubError(f"Docker could not create the container: {e.explanation}") from e
+        try:
+            container.start()
+        except docker.errors.APIError as e:
+            container.remove(force=True)
+            raise SpacehubError(f"Docker could not start the container: {e.explanation}") from e
+        container.reload()
+        return self._instance(container)
+
+    def _ensure_network(self) -> None:
+        if self._network_ready:
+            return
+        try:
+            self.client.networks.get(self.network)
+        except docker.errors.NotFound:
+            try:
+                self.client.networks.create(
+                    self.network,
+                    driver="bridge",
+                    # Not internal: apps fetch models and packages from the internet.
+                    internal=False,
+                    check_duplicate=True,
+                    labels={f"{self.label_prefix}.network": "true"},
+                    # Spaces must not reach each other; the proxy reaches them on loopback.
+                    options={"com.docker.network.bridge.enable_icc": "false"},
+                )
+            except docker.errors.APIError as e:
+                if e.status_code != 409:  # another process created it meanwhile
+                    raise
+        self._network_ready = True
+
+    def _stop(self, container_id: str) -> None:
+        try:
+            container = self.client.containers.get(container_id)
+            container.stop(timeout=STOP_TIMEOUT_SECONDS)
+            # v=True: anonymous volumes of the image's VOLUME lines go with the container.
+            container.remove(v=True, force=True)
+        except docker.errors.NotFound:
+            pass
+
+    def _status(self, container_id: str) -> InstanceStatus:
+        try:
+            container = self.client.containers.get(container_id)
+        except docker.errors.NotFound:
+            return InstanceStatus(InstanceState.MISSING)
+        state = container.attrs["State"]
+        if state["Status"] in _RUNNING:
+            return InstanceStatus(InstanceState.RUNNING)
+        if state["Status"] in _EXITED:
+            return InstanceStatus(
+                InstanceState.EXITED,
+                exit_code=state["ExitCode"],
+                oom_killed=bool(state["OOMKilled"]),
+            )
+        return InstanceStatus(InstanceState.MISSING)  # "removing"
+
+    def _logs(self, container_id: str) -> bytes:
+        try:
+            return self.client.containers.get(container_id).logs(stdout=True, stderr=True)
+        except docker.errors.NotFound:
+            return b""
+
+    def _follow_logs(self, container_id: str) -> CancellableStream | None:
+        try:
+            container = self.client.containers.get(container_id)
+            return container.logs(stdout=True, stderr=True, stream=True, follow=True)
+        except docker.errors.NotFound:
+            return None
+
+    def _adopt(self, container_id: str) -> Instance | None:
+        try:
+            container = self.client.containers.get(container_id)
+        except docker.errors.NotFound:
+            return None
+        if f"{self.label_prefix}.space" not in container.labels:
+            return None
+        return self._instance(container)
+
+    def _restart(self, container_id: str) -> Instance:
+        try:
+            container = self.client.containers.get(container_id)
+            container.start()
+        except docker.errors.NotFound:
+            raise NotFound(f"container {container_id[:12]} is gone") from None
+        except docker.errors.APIError as e:
+            raise SpacehubError(f"Docker could not start the container: {e.explanation}") from e
+        container.reload()
+        return self._instance(container)
+
+    def _remove_space(self, space_id: str) -> None:
+        space_filter = {"label": f"{self.label_prefix}.space={space_id}"}
+        for container in self.client.containers.list(
+            all=True, filters=space_filter, ignore_removed=True
+        ):
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(v=True, force=True)
+        for image in self.client.images.list(filters=space_filter):
+            # By tag, not by id with force: an image some other tag still needs stays.
+            for ref in image.tags or [image.id]:
+                with contextlib.suppress(docker.errors.NotFound):
+                    self.client.images.remove(ref)
+        for volume in self.client.volumes.list(filters=space_filter):
+            with contextlib.suppress(docker.errors.NotFound):
+                volume.remove(force=True)
+
+    def _list_instances(self) -> list[Instance]:
+        containers = self.client.containers.list(
+            all=True, filters={"label": f"{self.label_prefix}.space"}, ignore_removed=True
+        )
+        return [self._instance(c) for c in containers]
+
+    def _instance(self, container: Container) -> Instance:
+        """The Instance of a freshly inspected container, with its current host port."""
+        labels = container.labels
+        return Instance(
+            space_id=labels[f"{self.label_prefix}.space"],
+            commit=labels[f"{self.label_prefix}.commit"],
+            host=LOOPBACK,
+            port=self._host_port(container),
+            state={"container_id": container.id, "container_name": container.name},
+        )
+
+    def _host_port(self, container: Container) -> int:
+        app_port = container.labels[f"{self.label_prefix}.port"]
+        for binding in container.ports.get(f"{app_port}/tcp") or []:
+            if binding["HostIp"] == LOOPBACK:
+                return int(binding["HostPort"])
+        return 0
