@@ -1,0 +1,1 @@
+"""Checkout → artifact: a library with no database and no knowledge of runtimes."""

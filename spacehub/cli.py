@@ -1,0 +1,149 @@
+"""spacehub's commands: serve, worker, base-image, and the git hook entry point."""
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import uvicorn
+
+from spacehub.platform.app import create_app, prepare_database
+from spacehub.platform.context import Platform
+from spacehub.platform.db import session_scope
+from spacehub.platform.git.hooks import install_hooks, run_post_receive
+from spacehub.platform.proxy import start_proxy
+from spacehub.platform.route_table import Route, Upstream
+from spacehub.platform.services.accounts import caller_for_token
+from spacehub.platform.settings import Settings
+from spacehub.platform.worker import run_build_worker, worker_name
+
+log = logging.getLogger("spacehub")
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handling: `serve` stops the proxy and uvicorn together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="spacehub", description="Self-hosted Spaces.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the platform (proxy, API, git, builds)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--data-dir", type=Path)
+    serve.add_argument("--runtime", choices=["auto", "docker"])
+    serve.add_argument("--apps-domain")
+    worker = commands.add_parser("worker", help="run builds only, against the same database")
+    worker.add_argument("--data-dir", type=Path)
+    base = commands.add_parser(
+        "base-image", help="prepare the Docker base image, offline if need be"
+    )
+    base.add_argument("--data-dir", type=Path)
+    hook = commands.add_parser("git-hook", help=argparse.SUPPRESS)
+    hook.add_argument("name", choices=["post-receive"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    if args.command == "git-hook":
+        return run_post_receive(sys.stdin.read(), dict(os.environ))
+    overrides = {
+        key: value
+        for key, value in vars(args).items()
+        if key in ("host", "port", "data_dir", "runtime", "apps_domain") and value is not None
+    }
+    settings = Settings(**overrides)
+    if args.command == "serve":
+        _run(serve_platform(settings))
+    elif args.command == "worker":
+        _run(run_workers(settings))
+    elif args.command == "base-image":
+        from spacehub.builder.image import ensure_base_image
+
+        ensure_base_image(settings.base_image, print)
+    return 0
+
+
+def _run(coroutine) -> None:  # noqa: ANN001
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coroutine)
+    else:
+        uvloop.run(coroutine)
+
+
+def _stop_event() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+async def serve_platform(settings: Settings) -> None:
+    """The proxy on the public port; the control plane (uvicorn) on a unix socket behind it."""
+    stop = _stop_event()
+    install_hooks(settings)
+    app = create_app(settings)
+    platform: Platform = app.state.platform
+    socket_path = settings.control_socket
+    socket_path.parent.mkdir(parents=True, exist_ok=True)
+    socket_path.unlink(missing_ok=True)
+    server = _QuietServer(
+        uvicorn.Config(app, uds=str(socket_path), log_level="warning", timeout_graceful_shutdown=10)
+    )
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():
+            serving.result()
+            return
+        await asyncio.sleep(0.02)
+
+    async def authorize(route: Route, token: str | None) -> bool:
+        with session_scope(platform.engine) as session:
+            try:
+                caller = caller_for_token(session, token)
+            except Exception:
+                return False
+        return caller.name is not None and caller.name in route.readers
+
+    proxy = await start_proxy(
+        host=settings.host,
+        port=settings.port,
+        routes=platform.routes,
+        control_plane=Upstream(unix_path=str(socket_path)),
+        apps_domain=settings.apps_domain,
+        authorize=authorize,
+    )
+    print(f"spacehub is serving at {settings.effective_public_url}", flush=True)
+    await stop.wait()
+    print("spacehub is stopping", flush=True)
+    proxy.close()
+    server.should_exit = True
+    await serving
+    await proxy.wait_closed()
+
+
+async def run_workers(settings: Settings) -> None:
+    from spacehub.platform.app import connect_runtime
+
+    stop = _stop_event()
+    platform = Platform.from_settings(settings)
+    prepare_database(platform)
+    platform.runtime = await connect_runtime(settings)
+    workers = [
+        run_build_worker(platform, worker_name(index), stop)
+        for index in range(settings.build_workers)
+    ]
+    await asyncio.gather(*workers)

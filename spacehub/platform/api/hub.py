@@ -1,0 +1,347 @@
+"""Routes of the Hub's API for spaces: identity, repos, spaces, runtime, secrets, variables."""
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from anyio import to_thread
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from spacehub.core.errors import InvalidConfig, InvalidInput, Unauthorized
+from spacehub.core.hardware import flavor
+from spacehub.core.space_config import SDKS, parse_space_config
+from spacehub.platform import lifecycle
+from spacehub.platform.api.shapes import hardware_json, runtime_json, space_json, space_url
+from spacehub.platform.build_logs import hub_timestamp
+from spacehub.platform.deps import CallerDep, PlatformDep, SessionDep
+from spacehub.platform.git.repos import list_files, repo_path
+from spacehub.platform.models import Space
+from spacehub.platform.services import accounts, secrets, spaces
+from spacehub.platform.services.accounts import Caller
+
+router = APIRouter(prefix="/api")
+
+
+class KeyValue(BaseModel):
+    key: str
+    value: str = ""
+    description: str | None = None
+
+
+class CreateRepo(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    organization: str | None = None
+    type: Literal["space"] = "space"
+    sdk: str | None = None
+    private: bool | None = None
+    visibility: Literal["public", "private", "protected"] | None = None
+    hardware: str | None = None
+    sleep_time: int | None = Field(default=None, alias="sleepTimeSeconds")
+    secrets: list[KeyValue] = []
+    variables: list[KeyValue] = []
+
+
+class DeleteRepo(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    organization: str | None = None
+    type: Literal["space"] = "space"
+
+
+class DeleteKey(BaseModel):
+    key: str
+
+
+class SleepTime(BaseModel):
+    seconds: int = Field(ge=-1)
+
+
+class Hardware(BaseModel):
+    flavor: str
+    sleep_time: int | None = Field(default=None, alias="sleepTimeSeconds")
+
+
+class ValidateYaml(BaseModel):
+    content: str
+    repoType: str = "space"
+
+
+@router.get("/whoami-v2")
+def whoami(caller: CallerDep, session: SessionDep) -> dict:
+    if caller.user is None:
+        raise Unauthorized(accounts.INVALID_TOKEN)
+    return {
+        "type": "user",
+        "id": str(caller.user.id),
+        "name": caller.user.name,
+        "fullname": caller.user.fullname,
+        "isAdmin": caller.user.is_admin,
+        "orgs": [
+            {"type": "org", "name": org.name, "fullname": org.fullname}
+            for org in accounts.org_names(session, caller.user)
+        ],
+        "auth": {
+            "type": "access_token",
+            "accessToken": {"displayName": caller.token_name, "role": str(caller.role)},
+        },
+    }
+
+
+@router.post("/repos/create")
+async def create_repo(
+    body: CreateRepo, caller: CallerDep, session: SessionDep, platform: PlatformDep
+):
+    owner = _acting_owner(session, caller, body.organization)
+    private = body.visibility in ("private", "protected") if body.visibility else bool(body.private)
+    url = space_url(platform.settings, owner.name, body.name)
+    if spaces.find_space(session, owner.name, body.name) is not None:
+        return JSONResponse({"error": "You already created this space repo", "url": url}, 409)
+    if body.sdk is None:
+        raise InvalidInput(f"sdk is required for a space: one of {', '.join(SDKS)}")
+    space = await lifecycle.create_space(
+        platform,
+        session,
+        owner,
+        body.name,
+        sdk=body.sdk,
+        private=private,
+        hardware=body.hardware,
+        sleep_time=body.sleep_time,
+    )
+    for item in body.secrets:
+        secrets.upsert_secret(
+            session, platform.secret_box, space, item.key, item.value, item.description
+        )
+    for item in body.variables:
+        secrets.upsert_variable(session, space, item.key, item.value, item.description)
+    return {"url": url, "name": f"{owner.name}/{space.name}", "id": str(space.id)}
+
+
+@router.delete("/repos/delete")
+async def delete_repo(
+    body: DeleteRepo, caller: CallerDep, session: SessionDep, platform: PlatformDep
+):
+    owner = _acting_owner(session, caller, body.organization)
+    space = spaces.visible_space(session, caller, owner.name, body.name)
+    await lifecycle.delete_space(platform, session, space)
+    return Response("OK", media_type="text/plain")
+
+
+@router.get("/spaces")
+def list_spaces(
+    request: Request,
+    caller: CallerDep,
+    session: SessionDep,
+    platform: PlatformDep,
+    author: str | None = None,
+    search: str | None = None,
+    full: bool = False,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    p: Annotated[int, Query(ge=0)] = 0,
+):
+    rows = spaces.list_visible_spaces(
+        session, caller, author=author, search=search, offset=p * limit, limit=limit + 1
+    )
+    items = [
+        space_json(platform.settings, space, owner, full=full) for space, owner in rows[:limit]
+    ]
+    headers = {}
+    if len(rows) > limit:
+        next_url = request.url.include_query_params(p=p + 1)
+        base = platform.settings.effective_public_url
+        headers["Link"] = f'<{base}{next_url.path}?{next_url.query}>; rel="next"'
+    return JSONResponse(items, headers=headers)
+
+
+@router.get("/spaces/hardware")
+def list_hardware() -> list[dict]:
+    return hardware_json()
+
+
+@router.get("/spaces/{owner}/{name}")
+@router.get("/spaces/{owner}/{name}/revision/{revision:path}")
+async def space_info(
+    owner: str, name: str, caller: CallerDep, session: SessionDep, platform: PlatformDep
+):
+    space = spaces.visible_space(session, caller, owner, name)
+    files: list[str] = []
+    if space.head_commit:
+        repo = repo_path(platform.settings.repos_dir, owner, name)
+        files = await to_thread.run_sync(list_files, repo, space.head_commit)
+    return space_json(platform.settings, space, spaces.owner_of(session, space), files)
+
+
+@router.get("/spaces/{owner}/{name}/runtime")
+def space_runtime(
+    owner: str, name: str, caller: CallerDep, session: SessionDep, platform: PlatformDep
+):
+    return runtime_json(platform.settings, spaces.visible_space(session, caller, owner, name))
+
+
+@router.post("/spaces/{owner}/{name}/restart")
+async def restart(
+    owner: str,
+    name: str,
+    caller: CallerDep,
+    session: SessionDep,
+    platform: PlatformDep,
+    factory: bool = False,
+):
+    space = _writable_space(session, caller, owner, name)
+    await lifecycle.restart_space(platform, session, space, factory)
+    return runtime_json(platform.settings, space)
+
+
+@router.post("/spaces/{owner}/{name}/pause")
+async def pause(
+    owner: str, name: str, caller: CallerDep, session: SessionDep, platform: PlatformDep
+):
+    space = _writable_space(session, caller, owner, name)
+    await lifecycle.pause_space(platform, session, space)
+    return runtime_json(platform.settings, space)
+
+
+@router.post("/spaces/{owner}/{name}/sleeptime")
+def set_sleep_time(
+    owner: str,
+    name: str,
+    body: SleepTime,
+    caller: CallerDep,
+    session: SessionDep,
+    platform: PlatformDep,
+):
+    space = _writable_space(session, caller, owner, name)
+    space.sleep_time = body.seconds
+    _save(session, space)
+    return runtime_json(platform.settings, space)
+
+
+@router.post("/spaces/{owner}/{name}/hardware")
+def request_hardware(
+    owner: str,
+    name: str,
+    body: Hardware,
+    caller: CallerDep,
+    session: SessionDep,
+    platform: PlatformDep,
+):
+    space = _writable_space(session, caller, owner, name)
+    space.hardware = flavor(body.flavor).name
+    if body.sleep_time is not None:
+        space.sleep_time = body.sleep_time
+    _save(session, space)
+    return runtime_json(platform.settings, space)
+
+
+@router.get("/spaces/{owner}/{name}/secrets")
+def get_secrets(owner: str, name: str, caller: CallerDep, session: SessionDep) -> dict:
+    space = _writable_space(session, caller, owner, name)
+    return {
+        row.key: {"description": row.description, "updatedAt": _stamp(row.updated_at)}
+        for row in secrets.list_secrets(session, space)
+    }
+
+
+@router.post("/spaces/{owner}/{name}/secrets")
+def add_secret(
+    owner: str,
+    name: str,
+    body: KeyValue,
+    caller: CallerDep,
+    session: SessionDep,
+    platform: PlatformDep,
+) -> dict:
+    space = _writable_space(session, caller, owner, name)
+    secrets.upsert_secret(
+        session, platform.secret_box, space, body.key, body.value, body.description
+    )
+    return {}
+
+
+@router.delete("/spaces/{owner}/{name}/secrets")
+def delete_secret(
+    owner: str, name: str, body: DeleteKey, caller: CallerDep, session: SessionDep
+) -> dict:
+    secrets.delete_secret(session, _writable_space(session, caller, owner, name), body.key)
+    return {}
+
+
+@router.get("/spaces/{owner}/{name}/variables")
+def get_variables(owner: str, name: str, caller: CallerDep, session: SessionDep) -> dict:
+    return _variables(session, _writable_space(session, caller, owner, name))
+
+
+@router.post("/spaces/{owner}/{name}/variables")
+def add_variable(
+    owner: str, name: str, body: KeyValue, caller: CallerDep, session: SessionDep
+) -> dict:
+    space = _writable_space(session, caller, owner, name)
+    secrets.upsert_variable(session, space, body.key, body.value, body.description)
+    return _variables(session, space)
+
+
+@router.delete("/spaces/{owner}/{name}/variables")
+def delete_variable(
+    owner: str, name: str, body: DeleteKey, caller: CallerDep, session: SessionDep
+) -> dict:
+    space = _writable_space(session, caller, owner, name)
+    secrets.delete_variable(session, space, body.key)
+    return _variables(session, space)
+
+
+@router.post("/validate-yaml")
+def validate_yaml(body: ValidateYaml) -> JSONResponse:
+    try:
+        parse_space_config(body.content)
+    except InvalidConfig as error:
+        return JSONResponse({"errors": [{"message": error.message}]}, 400)
+    return JSONResponse({"warnings": []})
+
+
+@router.get("/agent-harnesses")
+def agent_harnesses() -> dict[str, Any]:
+    return {"standardEnvVars": [], "harnesses": {}}
+
+
+@router.api_route("/telemetry/{rest:path}", methods=["GET", "HEAD", "POST"])
+def telemetry(rest: str) -> Response:
+    return Response(status_code=204)
+
+
+def _acting_owner(session, caller: Caller, organization: str | None):
+    if caller.user is None:
+        raise Unauthorized("a token is required: send it as 'Authorization: Bearer <token>'")
+    owner = accounts.user_by_name(session, organization) if organization else caller.user
+    accounts.require_write(session, caller, owner)
+    return owner
+
+
+def _writable_space(session, caller: Caller, owner: str, name: str) -> Space:
+    space = spaces.visible_space(session, caller, owner, name)
+    accounts.require_write(session, caller, spaces.owner_of(session, space))
+    return space
+
+
+def _variables(session, space: Space) -> dict:
+    return {
+        row.key: {
+            "value": row.value,
+            "description": row.description,
+            "updatedAt": _stamp(row.updated_at),
+        }
+        for row in secrets.list_variables(session, space)
+    }
+
+
+def _save(session, space: Space) -> None:
+    session.add(space)
+    session.commit()
+    session.refresh(space)
+
+
+def _stamp(moment: datetime) -> str:
+    return hub_timestamp(moment)

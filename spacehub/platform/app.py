@@ -1,0 +1,91 @@
+"""The control plane: create_app(settings) and the lifespan that runs its background tasks."""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from anyio import to_thread
+from fastapi import FastAPI
+
+from spacehub.platform import apps_pages
+from spacehub.platform.api import hub
+from spacehub.platform.api import logs as logs_api
+from spacehub.platform.context import Platform
+from spacehub.platform.db import migrate, session_scope
+from spacehub.platform.errors import install_error_handlers
+from spacehub.platform.git import http_backend, webhooks
+from spacehub.platform.limits import BodySizeLimit
+from spacehub.platform.scheduler import adopt_instances, watch_crashes
+from spacehub.platform.services import accounts, builds
+from spacehub.platform.settings import Settings
+from spacehub.platform.worker import run_build_worker, worker_name
+from spacehub.runtime import load_runtime_class
+from spacehub.runtime.base import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
+    platform = platform or Platform.from_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await to_thread.run_sync(prepare_database, platform)
+        platform.runtime = await connect_runtime(settings)
+        await adopt_instances(platform)
+        stop = asyncio.Event()
+        tasks = [
+            asyncio.create_task(run_build_worker(platform, worker_name(index), stop))
+            for index in range(settings.build_workers)
+        ]
+        tasks.append(asyncio.create_task(watch_crashes(platform, stop)))
+        try:
+            yield
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    app = FastAPI(title="spacehub", lifespan=lifespan)
+    app.state.platform = platform
+    app.add_middleware(BodySizeLimit, limit=settings.max_request_bytes)
+    install_error_handlers(app)
+    app.include_router(hub.router)
+    app.include_router(logs_api.router)
+    app.include_router(webhooks.router)
+    app.include_router(http_backend.router)
+    app.include_router(apps_pages.router)
+    return app
+
+
+def prepare_database(platform: Platform) -> None:
+    """Migrate, create the admin on first start, and requeue builds a stop interrupted."""
+    settings = platform.settings
+    migrate(platform.engine)
+    preset = settings.admin_token.get_secret_value() if settings.admin_token else None
+    with session_scope(platform.engine) as session:
+        token = accounts.ensure_admin(session, settings.admin_name, preset)
+        requeued = builds.requeue_interrupted(session)
+    if requeued:
+        log.warning("requeued %d build(s) interrupted by the last stop", requeued)
+    if token is not None:
+        token_file = settings.data_dir / "admin-token"
+        token_file.touch(mode=0o600)
+        token_file.write_text(token + "\n")
+        if preset is None:
+            print(f"Admin user {settings.admin_name!r} created. Admin token (shown once): {token}")
+            print(f"It is also stored in {token_file} (mode 0600).")
+
+
+async def connect_runtime(settings: Settings) -> Runtime | None:
+    """`docker` must answer; `auto` uses Docker when a daemon answers, else static spaces only."""
+    try:
+        runtime_class = load_runtime_class("docker")
+        return await to_thread.run_sync(runtime_class)
+    except Exception as error:
+        if settings.runtime == "docker":
+            raise RuntimeError(
+                f"runtime 'docker' was asked for but Docker does not answer: {error}"
+            ) from error
+        log.warning("no Docker engine answers (%s): only static spaces will run", error)
+        return None

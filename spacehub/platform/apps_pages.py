@@ -1,0 +1,86 @@
+"""What the control plane answers under /apps/{owner}/{name}/: static releases and status pages.
+
+The proxy sends here every app request it cannot give to a running instance (the subdomain
+form rewritten to this path form).
+"""
+
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from spacehub.core.errors import SpacehubError
+from spacehub.core.stages import Stage
+from spacehub.platform.deps import PlatformDep, SessionDep, bearer_token
+from spacehub.platform.services import accounts, spaces
+from spacehub.platform.services.builds import is_serving
+
+router = APIRouter()
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+HEADLINES = {
+    Stage.NO_APP_FILE: "has no app file yet: push one",
+    Stage.CONFIG_ERROR: "has a configuration error",
+    Stage.BUILDING: "is building",
+    Stage.BUILD_ERROR: "failed to build",
+    Stage.APP_STARTING: "is starting",
+    Stage.RUNTIME_ERROR: "stopped with an error",
+    Stage.PAUSED: "is paused",
+    Stage.STOPPED: "is stopped",
+    Stage.SLEEPING: "is sleeping",
+    Stage.DELETING: "is being deleted",
+}
+IN_PROGRESS = {
+    Stage.BUILDING,
+    Stage.APP_STARTING,
+    Stage.RUNNING_BUILDING,
+    Stage.RUNNING_APP_STARTING,
+}
+
+
+@router.api_route("/apps/{owner}/{name}/{path:path}", methods=["GET", "HEAD"])
+def app_page(
+    owner: str, name: str, path: str, request: Request, session: SessionDep, platform: PlatformDep
+) -> Response:
+    try:
+        caller = accounts.caller_for_token(session, bearer_token(request))
+        space = spaces.visible_space(session, caller, owner, name)
+    except SpacehubError:
+        return _not_found()
+    if space.release_kind == "static" and is_serving(space) and space.release_ref:
+        return _static_file(Path(space.release_ref), path, request)
+    return templates.TemplateResponse(
+        request,
+        "status.html",
+        {
+            "space_id": f"{owner}/{name}",
+            "stage": str(space.stage),
+            "headline": HEADLINES.get(space.stage, "is not answering"),
+            "error": space.error_message,
+            "refresh": space.stage in IN_PROGRESS,
+        },
+        status_code=503,
+        headers={"Retry-After": "3"} if space.stage in IN_PROGRESS else None,
+    )
+
+
+def _static_file(root: Path, path: str, request: Request) -> Response:
+    """A file of the release; nothing outside it, whatever the path or the symlinks say."""
+    root = root.resolve()
+    target = (root / path.lstrip("/")).resolve()
+    if not target.is_relative_to(root):
+        return _not_found()
+    if target.is_dir():
+        target = target / "index.html"
+    if not target.is_file():
+        return _not_found()
+    response = FileResponse(target)
+    etag = response.headers.get("etag")
+    if etag and etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers={"ETag": etag})
+    return response
+
+
+def _not_found() -> HTMLResponse:
+    return HTMLResponse("<!doctype html><title>404</title><h1>404: no such space or file</h1>", 404)

@@ -1,0 +1,41 @@
+"""The platform's long-lived parts, made once from Settings and shared by routes and tasks."""
+
+import asyncio
+import secrets
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from spacehub.platform.db import make_engine
+from spacehub.platform.route_table import RouteTable
+from spacehub.platform.security import SecretBox, load_or_create_key
+from spacehub.platform.settings import Settings
+from spacehub.runtime.base import Runtime
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    engine: Engine
+    secret_box: SecretBox
+    webhook_secret: bytes
+    routes: RouteTable = field(default_factory=RouteTable)
+    runtime: Runtime | None = None
+    build_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Platform":
+        data = settings.data_dir
+        data.mkdir(parents=True, exist_ok=True)
+        key = (
+            settings.secret_key.get_secret_value().encode()
+            if settings.secret_key
+            else load_or_create_key(data / "secret.key", SecretBox.new_key())
+        )
+        webhook = load_or_create_key(data / "webhook.secret", secrets.token_hex(32).encode())
+        return cls(
+            settings=settings,
+            engine=make_engine(settings.effective_database_url),
+            secret_box=SecretBox(key),
+            webhook_secret=webhook,
+        )

@@ -1,0 +1,38 @@
+"""What routes receive through Depends: the platform, a DB session, the caller."""
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlmodel import Session
+
+from spacehub.platform.context import Platform
+from spacehub.platform.db import session_scope
+from spacehub.platform.services.accounts import Caller, caller_for_token
+
+
+def get_platform(request: Request) -> Platform:
+    return request.app.state.platform
+
+
+def get_session(platform: Annotated[Platform, Depends(get_platform)]) -> Iterator[Session]:
+    with session_scope(platform.engine) as session:
+        yield session
+
+
+def bearer_token(request: Request) -> str | None:
+    for header in ("authorization", "x-hf-authorization"):
+        value = request.headers.get(header, "")
+        scheme, _, token = value.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    return None
+
+
+def get_caller(request: Request, session: Annotated[Session, Depends(get_session)]) -> Caller:
+    return caller_for_token(session, bearer_token(request))
+
+
+PlatformDep = Annotated[Platform, Depends(get_platform)]
+SessionDep = Annotated[Session, Depends(get_session)]
+CallerDep = Annotated[Caller, Depends(get_caller)]

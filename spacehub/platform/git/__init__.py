@@ -1,0 +1,1 @@
+"""Git hosting: bare repositories, the smart-HTTP bridge and the post-receive hook."""

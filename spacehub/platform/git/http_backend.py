@@ -1,0 +1,178 @@
+"""Git smart HTTP at /spaces/{owner}/{name}[.git]/…, bridged to `git http-backend` (CGI)."""
+
+import asyncio
+import base64
+import binascii
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
+from sqlmodel import Session
+
+from spacehub.core.errors import SpacehubError
+from spacehub.platform.context import Platform
+from spacehub.platform.deps import PlatformDep, SessionDep
+from spacehub.platform.errors import error_response
+from spacehub.platform.git.hooks import hook_environment, hooks_dir
+from spacehub.platform.models import Space, TokenRole
+from spacehub.platform.services import accounts, spaces
+from spacehub.platform.services.accounts import Caller
+
+router = APIRouter()
+GIT_PATHS = ("info/refs", "git-upload-pack", "git-receive-pack", "HEAD")
+CHUNK = 64 * 1024
+
+
+@router.api_route("/spaces/{owner}/{name}/{git_path:path}", methods=["GET", "POST"])
+async def git_smart_http(
+    owner: str,
+    name: str,
+    git_path: str,
+    request: Request,
+    session: SessionDep,
+    platform: PlatformDep,
+) -> Response:
+    name = name.removesuffix(".git")
+    if git_path not in GIT_PATHS:
+        return error_response(404, f"no such git endpoint: {git_path}")
+    service = request.query_params.get("service") or git_path
+    pushing = service == "git-receive-pack"
+    try:
+        caller = _basic_caller(session, request)
+    except SpacehubError as error:
+        return _challenge(error.message)
+    space = spaces.find_space(session, owner, name)
+    denial = _deny(session, caller, space, pushing)
+    if denial is not None:
+        return denial
+    declared = request.headers.get("content-length")
+    if (
+        pushing
+        and declared
+        and declared.isdigit()
+        and int(declared) > platform.settings.max_push_bytes
+    ):
+        return error_response(
+            413, f"push over the limit of {platform.settings.max_push_bytes} bytes"
+        )
+    return await _run_backend(platform, request, owner, name, git_path, caller)
+
+
+def _basic_caller(session: Session, request: Request) -> Caller:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        return accounts.caller_for_token(session, value.strip())
+    if scheme.lower() != "basic":
+        return accounts.ANONYMOUS
+    try:
+        _, _, password = base64.b64decode(value).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return accounts.ANONYMOUS
+    return accounts.caller_for_token(session, password)
+
+
+def _deny(session: Session, caller: Caller, space: Space | None, pushing: bool) -> Response | None:
+    """None when allowed; else 401 (ask for a token), 403 or 404 as a Hub would answer."""
+    visible = space is not None and accounts.can_read(session, caller, space)
+    if not visible:
+        # Anonymous callers are asked for credentials so that git retries with its token.
+        if caller.user is None:
+            return _challenge("authentication required")
+        return error_response(404, "Repository not found", "RepoNotFound")
+    if not pushing:
+        return None
+    if caller.user is None:
+        return _challenge("a write token is required to push")
+    if caller.role != TokenRole.WRITE:
+        return error_response(403, "this token is read-only: pushing needs a 'write' token")
+    try:
+        accounts.require_write(session, caller, spaces.owner_of(session, space))
+    except SpacehubError as error:
+        return error_response(403, error.message)
+    return None
+
+
+def _challenge(message: str) -> Response:
+    return Response(
+        message + "\n",
+        status_code=401,
+        headers={"WWW-Authenticate": 'Basic realm="spacehub"'},
+        media_type="text/plain",
+    )
+
+
+async def _run_backend(
+    platform: Platform, request: Request, owner: str, name: str, git_path: str, caller: Caller
+) -> Response:
+    settings = platform.settings
+    environment = {
+        "GIT_PROJECT_ROOT": str(settings.repos_dir.resolve()),
+        "GIT_HTTP_EXPORT_ALL": "1",
+        "PATH_INFO": f"/{owner}/{name}.git/{git_path}",
+        "REQUEST_METHOD": request.method,
+        "QUERY_STRING": request.url.query,
+        "CONTENT_TYPE": request.headers.get("content-type", ""),
+        "REMOTE_USER": caller.name or "",
+        "REMOTE_ADDR": request.client.host if request.client else "",
+        "HTTP_CONTENT_ENCODING": request.headers.get("content-encoding", ""),
+        "HTTP_GIT_PROTOCOL": request.headers.get("git-protocol", ""),
+        **hook_environment(settings, f"{owner}/{name}"),
+    }
+    process = await asyncio.create_subprocess_exec(
+        "git",
+        "-c",
+        f"core.hooksPath={hooks_dir(settings).resolve()}",
+        "-c",
+        f"receive.maxInputSize={settings.max_push_bytes}",
+        "http-backend",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=environment,
+    )
+    feeding = asyncio.create_task(_feed(process, request))
+    assert process.stdout is not None
+    status, headers = await _read_cgi_head(process.stdout)
+    return StreamingResponse(_stream_rest(process, feeding), status_code=status, headers=headers)
+
+
+async def _feed(process: asyncio.subprocess.Process, request: Request) -> None:
+    assert process.stdin is not None
+    try:
+        async for chunk in request.stream():
+            process.stdin.write(chunk)
+            await process.stdin.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    finally:
+        process.stdin.close()
+
+
+async def _read_cgi_head(stdout: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+    status = 200
+    headers: dict[str, str] = {}
+    while True:
+        line = (await stdout.readline()).decode("latin-1").rstrip("\r\n")
+        if not line:
+            return status, headers
+        key, _, value = line.partition(":")
+        if key.lower() == "status":
+            status = int(value.strip().split()[0])
+        else:
+            headers[key.strip()] = value.strip()
+
+
+async def _stream_rest(
+    process: asyncio.subprocess.Process, feeding: asyncio.Task
+) -> AsyncIterator[bytes]:
+    assert process.stdout is not None
+    try:
+        while chunk := await process.stdout.read(CHUNK):
+            yield chunk
+        await feeding
+    finally:
+        if process.returncode is None:
+            try:
+                await asyncio.wait_for(process.wait(), 60)
+            except TimeoutError:
+                process.kill()

@@ -1,0 +1,104 @@
+"""Bare repositories on disk, read with the real `git` (argument lists, timeouts)."""
+
+import subprocess
+import tarfile
+from pathlib import Path
+
+from spacehub.core.errors import NotFound
+
+GIT_TIMEOUT = 60
+DEFAULT_BRANCH = "main"
+
+
+def repo_path(repos_dir: Path, owner: str, name: str) -> Path:
+    return repos_dir / owner / f"{name}.git"
+
+
+def run_git(repo: Path, *args: str, input_bytes: bytes | None = None) -> bytes:
+    result = subprocess.run(
+        ["git", "--git-dir", str(repo), *args],
+        input=input_bytes,
+        capture_output=True,
+        timeout=GIT_TIMEOUT,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"git {args[0]} failed: {result.stderr.decode(errors='replace').strip()}"
+        )
+    return result.stdout
+
+
+def init_bare(repo: Path) -> None:
+    repo.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["git", "init", "--quiet", "--bare", f"--initial-branch={DEFAULT_BRANCH}", str(repo)],
+        check=True,
+        timeout=GIT_TIMEOUT,
+        capture_output=True,
+    )
+    # http-backend refuses pushes unless the repository opts in.
+    run_git(repo, "config", "http.receivepack", "true")
+
+
+def head_commit(repo: Path, branch: str = DEFAULT_BRANCH) -> str | None:
+    result = subprocess.run(
+        ["git", "--git-dir", str(repo), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"],
+        capture_output=True,
+        timeout=GIT_TIMEOUT,
+        check=False,
+    )
+    return result.stdout.decode().strip() or None
+
+
+def list_files(repo: Path, commit: str) -> list[str]:
+    out = run_git(repo, "ls-tree", "-r", "--name-only", "-z", commit)
+    return [name for name in out.decode(errors="replace").split("\0") if name]
+
+
+def read_file(repo: Path, commit: str, path: str) -> bytes | None:
+    result = subprocess.run(
+        ["git", "--git-dir", str(repo), "cat-file", "blob", f"{commit}:{path}"],
+        capture_output=True,
+        timeout=GIT_TIMEOUT,
+        check=False,
+    )
+    return result.stdout if result.returncode == 0 else None
+
+
+def export_commit(repo: Path, commit: str, destination: Path) -> None:
+    """Write the commit's files to `destination`; symlinks that leave the tree are dropped."""
+    destination.mkdir(parents=True, exist_ok=True)
+    archive = destination.parent / f".{destination.name}.tar"
+    try:
+        with archive.open("wb") as out:
+            process = subprocess.run(
+                ["git", "--git-dir", str(repo), "archive", "--format=tar", commit],
+                stdout=out,
+                stderr=subprocess.PIPE,
+                timeout=GIT_TIMEOUT,
+                check=False,
+            )
+        if process.returncode != 0:
+            raise NotFound(f"commit {commit} is not in the repository")
+        with tarfile.open(archive) as tar:
+            tar.extractall(destination, members=_members_inside(tar, destination), filter="data")
+    finally:
+        archive.unlink(missing_ok=True)
+
+
+def _members_inside(tar: tarfile.TarFile, root: Path) -> list[tarfile.TarInfo]:
+    root = root.resolve()
+    kept = []
+    for member in tar.getmembers():
+        target = (root / member.name).resolve()
+        if not target.is_relative_to(root) or not (
+            member.isfile() or member.isdir() or member.issym()
+        ):
+            continue
+        if member.issym():
+            link = (target.parent / member.linkname).resolve()
+            if member.linkname.startswith("/") or not link.is_relative_to(root):
+                continue
+        kept.append(member)
+    return kept

@@ -1,0 +1,118 @@
+"""Tables: users (and orgs), tokens, spaces, builds, secrets, variables."""
+
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from spacehub.core.stages import Stage
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class User(SQLModel, table=True):
+    """A person, or an organisation (`is_org`): both own spaces."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=96)
+    fullname: str = Field(default="", max_length=200)
+    is_org: bool = False
+    is_admin: bool = False
+    password_hash: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Membership(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("org_id", "user_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    org_id: int = Field(foreign_key="user.id", index=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+
+
+class TokenRole(StrEnum):
+    READ = "read"
+    WRITE = "write"
+
+
+class Token(SQLModel, table=True):
+    """An access token; only the SHA-256 of its value is stored."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    display_name: str = Field(default="", max_length=100)
+    role: TokenRole = TokenRole.WRITE
+    token_hash: str = Field(index=True, unique=True, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Space(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("owner_id", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner_id: int = Field(foreign_key="user.id", index=True)
+    name: str = Field(max_length=96)
+    label: str = Field(index=True, unique=True, max_length=63)
+    sdk: str = Field(max_length=16)
+    private: bool = False
+    stage: Stage = Stage.NO_APP_FILE
+    error_message: str | None = None
+    sleep_time: int = -1
+    hardware: str = "cpu-basic"
+    card_data: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    head_commit: str | None = Field(default=None, max_length=40)
+    current_commit: str | None = Field(default=None, max_length=40)
+    release_ref: str | None = None
+    release_kind: str | None = Field(default=None, max_length=16)
+    app_port: int = 7860
+    instance_state: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class BuildStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Build(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    space_id: int = Field(foreign_key="space.id", index=True)
+    commit: str = Field(max_length=40)
+    status: BuildStatus = Field(default=BuildStatus.QUEUED, index=True)
+    no_cache: bool = False
+    error: str | None = None
+    claimed_by: str | None = Field(default=None, max_length=100)
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    log_path: str | None = None
+
+
+class Secret(SQLModel, table=True):
+    """A space secret; `value_encrypted` is Fernet ciphertext, the value is never returned."""
+
+    __table_args__ = (UniqueConstraint("space_id", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    space_id: int = Field(foreign_key="space.id", index=True)
+    key: str = Field(max_length=100)
+    value_encrypted: str
+    description: str | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Variable(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("space_id", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    space_id: int = Field(foreign_key="space.id", index=True)
+    key: str = Field(max_length=100)
+    value: str
+    description: str | None = None
+    updated_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,135 @@
+"""Background care of running spaces: crash restarts with backoff, and re-adoption on start."""
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from sqlmodel import col, select
+
+from spacehub.core.stages import Stage
+from spacehub.platform.context import Platform
+from spacehub.platform.db import session_scope
+from spacehub.platform.models import Space
+from spacehub.platform.rollout import (
+    instance_from_state,
+    instance_state,
+    log_tail,
+    publish_route,
+    wait_until_answers,
+)
+from spacehub.platform.services.spaces import set_stage
+from spacehub.runtime.base import InstanceState
+
+log = logging.getLogger(__name__)
+WATCH_SECONDS = 1.0
+FIRST_BACKOFF_SECONDS = 1.0
+RESTART_HEALTH_TIMEOUT = 120
+
+
+@dataclass
+class CrashRecord:
+    failures: int = 0
+    next_try: float = 0.0
+
+
+async def adopt_instances(platform: Platform) -> None:
+    """After a platform restart: re-attach to running instances and republish every route."""
+    runtime = platform.runtime
+    with session_scope(platform.engine) as session:
+        for space in session.exec(select(Space)).all():
+            if space.instance_state is not None and runtime is not None:
+                adopted = await runtime.adopt(space.instance_state["runtime"])
+                if adopted is None:
+                    space.instance_state = None
+                    if space.stage in (
+                        Stage.RUNNING,
+                        Stage.RUNNING_BUILDING,
+                        Stage.RUNNING_APP_STARTING,
+                    ):
+                        space.stage = Stage.STOPPED
+                        space.error_message = "the app's instance was gone after a platform restart"
+                else:
+                    space.instance_state = instance_state(adopted)
+                session.add(space)
+                session.commit()
+            publish_route(platform, session, space)
+
+
+async def watch_crashes(platform: Platform, stop: asyncio.Event) -> None:
+    """Restart exited instances with exponential backoff; give up with RUNTIME_ERROR."""
+    records: dict[int, CrashRecord] = {}
+    while not stop.is_set():
+        try:
+            await _check_instances(platform, records)
+        except Exception:
+            log.exception("crash watch failed; trying again")
+        try:
+            await asyncio.wait_for(stop.wait(), WATCH_SECONDS)
+        except TimeoutError:
+            pass
+
+
+async def _check_instances(platform: Platform, records: dict[int, CrashRecord]) -> None:
+    runtime = platform.runtime
+    if runtime is None:
+        return
+    with session_scope(platform.engine) as session:
+        spaces = session.exec(select(Space).where(col(Space.instance_state).is_not(None))).all()
+    for space in spaces:
+        if space.stage in (Stage.PAUSED, Stage.DELETING, Stage.RUNTIME_ERROR):
+            continue
+        instance = instance_from_state(space.instance_state)
+        status = await runtime.status(instance)
+        if status.state == InstanceState.RUNNING:
+            continue
+        record = records.setdefault(space.id, CrashRecord())
+        if time.monotonic() < record.next_try:
+            continue
+        if record.failures >= platform.settings.max_restarts:
+            reason = "out of memory" if status.oom_killed else f"exit code {status.exit_code}"
+            tail = await log_tail(platform, instance)
+            await _give_up(platform, space.id, f"the app kept crashing ({reason})\n{tail}")
+            records.pop(space.id, None)
+            continue
+        record.failures += 1
+        record.next_try = time.monotonic() + FIRST_BACKOFF_SECONDS * 2 ** (record.failures - 1)
+        log.warning("restarting %s after a crash (%d)", instance.space_id, record.failures)
+        restarted = await runtime.restart(instance)
+        with session_scope(platform.engine) as session:
+            row = session.get(Space, space.id)
+            if row is None:
+                continue
+            row.instance_state = instance_state(restarted)
+            session.add(row)
+            session.commit()
+            publish_route(platform, session, row)
+        asyncio.ensure_future(_forget_when_healthy(platform, restarted, records, space.id))
+
+
+async def _forget_when_healthy(platform, instance, records, space_id) -> None:
+    try:
+        await wait_until_answers(platform, instance, RESTART_HEALTH_TIMEOUT)
+    except Exception:  # a crash again: the watch loop counts it
+        return
+    await asyncio.sleep(10)
+    if (
+        space_id in records
+        and records[space_id].failures
+        and await _still_running(platform, instance)
+    ):
+        records.pop(space_id, None)
+
+
+async def _still_running(platform: Platform, instance) -> bool:
+    assert platform.runtime is not None
+    return (await platform.runtime.status(instance)).state == InstanceState.RUNNING
+
+
+async def _give_up(platform: Platform, space_id: int, message: str) -> None:
+    with session_scope(platform.engine) as session:
+        space = session.get(Space, space_id)
+        if space is None:
+            return
+        set_stage(session, space, Stage.RUNTIME_ERROR, message)
+        publish_route(platform, session, space)

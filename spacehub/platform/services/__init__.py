@@ -1,0 +1,1 @@
+"""Plain functions over a database Session: the domain operations routes and workers call."""

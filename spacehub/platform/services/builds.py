@@ -1,0 +1,115 @@
+"""The build queue in the database: one build at a time per space, newest commit wins."""
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from spacehub.core.stages import Stage, building_stage
+from spacehub.platform.models import Build, BuildStatus, Space, utcnow
+
+INTERRUPTED = "interrupted by a platform restart"
+NOT_SERVING = frozenset(
+    {Stage.PAUSED, Stage.STOPPED, Stage.SLEEPING, Stage.RUNTIME_ERROR, Stage.DELETING}
+)
+
+
+def enqueue(session: Session, space: Space, commit: str, *, no_cache: bool = False) -> Build | None:
+    """Queue a build of `commit`; a build already queued for the space is retargeted instead.
+
+    Returns the queued build, or None when that commit is already being built.
+    """
+    queued = _build_of(session, space, BuildStatus.QUEUED)
+    running = _build_of(session, space, BuildStatus.RUNNING)
+    if queued is None and running is not None and running.commit == commit and not no_cache:
+        return None
+    if queued is None:
+        queued = Build(space_id=space.id, commit=commit, no_cache=no_cache)
+    else:
+        queued.commit = commit
+        queued.no_cache = queued.no_cache or no_cache
+    session.add(queued)
+    if space.stage not in (Stage.PAUSED, Stage.DELETING):
+        space.stage = building_stage(is_serving(space))
+        space.updated_at = utcnow()
+        session.add(space)
+    session.commit()
+    session.refresh(queued)
+    return queued
+
+
+def is_serving(space: Space) -> bool:
+    """Whether a release of the space is live; a failed newer build does not change that."""
+    return space.current_commit is not None and space.stage not in NOT_SERVING
+
+
+def claim(session: Session, worker: str) -> Build | None:
+    """Take the oldest queued build of a space that has none running; safe across processes."""
+    busy = select(Build.space_id).where(Build.status == BuildStatus.RUNNING)
+    candidates = session.exec(
+        select(Build)
+        .where(Build.status == BuildStatus.QUEUED, col(Build.space_id).not_in(busy))
+        .order_by(col(Build.id))
+        .limit(5)
+    ).all()
+    for build in candidates:
+        result = session.execute(
+            update(Build)
+            .where(col(Build.id) == build.id, col(Build.status) == BuildStatus.QUEUED)
+            .values(status=BuildStatus.RUNNING, claimed_by=worker, started_at=utcnow())
+        )
+        session.commit()
+        if result.rowcount == 1:
+            session.refresh(build)
+            return build
+    return None
+
+
+def finish(session: Session, build: Build, *, error: str | None = None) -> None:
+    build.status = BuildStatus.FAILED if error else BuildStatus.SUCCEEDED
+    build.error = error
+    build.finished_at = utcnow()
+    session.add(build)
+    session.commit()
+
+
+def requeue_interrupted(session: Session, worker_prefix: str | None = None) -> int:
+    """On start: builds left running are queued again, or failed when a newer one waits."""
+    statement = select(Build).where(Build.status == BuildStatus.RUNNING)
+    if worker_prefix is not None:
+        statement = statement.where(col(Build.claimed_by).startswith(worker_prefix))
+    count = 0
+    for build in session.exec(statement).all():
+        newer = session.exec(
+            select(Build).where(
+                Build.space_id == build.space_id, Build.status == BuildStatus.QUEUED
+            )
+        ).first()
+        if newer is None:
+            build.status = BuildStatus.QUEUED
+            build.claimed_by = None
+            build.started_at = None
+        else:
+            build.status = BuildStatus.FAILED
+            build.error = f"{INTERRUPTED}; a newer commit is queued"
+            build.finished_at = utcnow()
+        session.add(build)
+        count += 1
+    session.commit()
+    return count
+
+
+def builds_of(session: Session, space: Space) -> list[Build]:
+    return list(
+        session.exec(select(Build).where(Build.space_id == space.id).order_by(col(Build.id)))
+    )
+
+
+def latest_build(session: Session, space: Space) -> Build | None:
+    return session.exec(
+        select(Build).where(Build.space_id == space.id).order_by(col(Build.id).desc())
+    ).first()
+
+
+def _build_of(session: Session, space: Space, status: BuildStatus) -> Build | None:
+    return session.exec(
+        select(Build).where(Build.space_id == space.id, Build.status == status)
+    ).first()

@@ -1,0 +1,100 @@
+"""Every setting of the platform, each also an environment variable `SPACEHUB_<NAME>`."""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Built once by the CLI (or a test) and passed down; never read at import time."""
+
+    model_config = SettingsConfigDict(env_prefix="SPACEHUB_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path(".spacehub"), description="Where the database, repositories and releases live."
+    )
+    host: str = Field(default="127.0.0.1", description="Address the public port listens on.")
+    port: int = Field(default=8000, description="The public port: proxy, API, git and apps.")
+    public_url: str | None = Field(
+        default=None, description="The platform's URL as users reach it; default http://HOST:PORT."
+    )
+    apps_domain: str = Field(
+        default="localhost",
+        description="Apps answer at http://{owner}-{name}.APPS_DOMAIN:PORT/ (subdomain form).",
+    )
+    wildcard_dns: bool = Field(
+        default=False,
+        description="Whether *.APPS_DOMAIN resolves for non-browser clients; then space_info().host "
+        "is the subdomain form, else the path form.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default SQLite in DATA_DIR, or postgresql+psycopg://…",
+    )
+    runtime: Literal["auto", "docker"] = Field(
+        default="auto", description="How apps run: docker, or auto (Docker when a daemon answers)."
+    )
+    admin_name: str = Field(
+        default="admin", description="Name of the admin user made on first start."
+    )
+    admin_token: SecretStr | None = Field(
+        default=None, description="Preset the admin token instead of generating one."
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Key (Fernet, base64) encrypting secrets at rest; default: generated in DATA_DIR.",
+    )
+    max_push_bytes: int = Field(
+        default=200 * MIB, description="Largest accepted git push, in bytes."
+    )
+    max_request_bytes: int = Field(
+        default=200 * MIB, description="Largest accepted API request body, in bytes."
+    )
+    base_image: str = Field(
+        default="python:3.11-slim", description="Base image of the Gradio and Streamlit templates."
+    )
+    build_ca_bundle: Path | None = Field(
+        default=None, description="CA bundle pip needs during builds only (TLS-inspecting proxies)."
+    )
+    build_pip_index_url: str | None = Field(
+        default=None, description="Package index pip uses during builds only."
+    )
+    app_memory_limit: int | None = Field(
+        default=None, description="Caps every app's memory, in bytes, below its hardware flavor's."
+    )
+    max_restarts: int = Field(
+        default=4, description="Crash restarts (with exponential backoff) before RUNTIME_ERROR."
+    )
+    build_workers: int = Field(default=1, description="Builds run at once by `spacehub serve`.")
+
+    @property
+    def effective_public_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'spacehub.db'}"
+
+    @property
+    def repos_dir(self) -> Path:
+        return self.data_dir / "repos"
+
+    @property
+    def releases_dir(self) -> Path:
+        return self.data_dir / "releases"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    @property
+    def control_socket(self) -> Path:
+        return self.run_dir / "control.sock"
