@@ -1,0 +1,185 @@
+"""Dockerfiles as text: render the SDK templates strictly, and read or adapt a user's Dockerfile."""
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from spacehub.builder.plan import BuildPlan
+
+DEFAULT_SDK_VERSIONS = {"gradio": "6.31.0", "streamlit": "1.67.0"}
+UV_VERSION = "0.13.9"
+TEMPLATES = Path(str(files("spacehub") / "sdk_templates"))
+
+_IMAGE = re.compile(
+    r"[a-z0-9][a-z0-9._/-]{0,200}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?"
+)
+_APP_FILE = re.compile(r"(?!.*\.\./)[A-Za-z0-9_][A-Za-z0-9_./-]{0,200}\.py")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+# Values end up between double quotes in an ENV line: no quote, backslash, dollar or newline.
+_ENV_VALUE = re.compile(r"[^\"\\$\n\r]{0,4096}")
+_ARG = re.compile(r"(?i)ARG\s+([A-Za-z_][A-Za-z0-9_]*)(?:=(\S*))?")
+_FROM = re.compile(r"(?i)FROM(\s+--platform=\S+)?\s+(\S+)(\s+AS\s+(\S+))?\s*")
+_MOUNT = re.compile(r"\s--mount=(\S+)")
+_BRACED_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+_environment = Environment(
+    loader=FileSystemLoader(TEMPLATES),
+    undefined=StrictUndefined,
+    autoescape=False,  # noqa: S701 (Dockerfiles, not HTML; values are checked with fullmatch)
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def check_image_name(image: str) -> str:
+    """Return `image` if it is a plain image reference, else raise ValueError."""
+    if not _IMAGE.fullmatch(image):
+        raise ValueError(f"{image!r} is not an image reference")
+    return image
+
+
+def render_dockerfile(plan: BuildPlan, *, base_image: str, has_build_secrets: bool) -> str:
+    """The Dockerfile for a gradio or streamlit space, identical for identical inputs."""
+    config = plan.config
+    if config.sdk not in DEFAULT_SDK_VERSIONS:
+        raise ValueError(f"the {config.sdk} sdk has no Dockerfile template")
+    app_file = config.effective_app_file
+    if not _APP_FILE.fullmatch(app_file):
+        raise ValueError(f"app_file {app_file!r} must be a relative path to a .py file")
+    version = config.sdk_version or DEFAULT_SDK_VERSIONS[config.sdk]
+    return _environment.get_template(f"{config.sdk}/Dockerfile").render(
+        sdk=config.sdk,
+        base_image=check_image_name(base_image),
+        debian_packages=plan.debian_packages,
+        has_pre_requirements=plan.has_pre_requirements,
+        has_requirements=plan.has_requirements,
+        has_build_secrets=has_build_secrets and plan.has_requirements,
+        sdk_requirement=f"{config.sdk}=={version}",
+        uv_version=UV_VERSION,
+        app_file=app_file,
+    )
+
+
+def render_build_base(image: str, env: Mapping[str, str]) -> str:
+    """The Dockerfile of the build-only parent that carries CA, index and secrets for `image`."""
+    for name, value in env.items():
+        if not _ENV_NAME.fullmatch(name) or not _ENV_VALUE.fullmatch(value):
+            raise ValueError(f"build setting {name} cannot be written into a Dockerfile")
+    return _environment.get_template("docker/Dockerfile").render(
+        image=check_image_name(image), env=sorted(env.items())
+    )
+
+
+def referenced_names(text: str) -> set[str]:
+    """Names used as `${NAME}` in a requirements file: the form pip and uv expand."""
+    return set(_BRACED_VARIABLE.findall(text))
+
+
+@dataclass(frozen=True)
+class SecretMount:
+    id: str
+    target: str
+
+
+@dataclass(frozen=True)
+class UserDockerfile:
+    """A user's Dockerfile read the way the classic builder reads it."""
+
+    instructions: tuple[str, ...]  # one logical line each, continuations joined
+    base_images: tuple[str, ...]  # images named in FROM that are not earlier stages
+    arg_names: frozenset[str]
+    secret_mounts: tuple[SecretMount, ...]
+    global_args: tuple[tuple[str, str], ...]  # ARGs before the first FROM, as FROM sees them
+
+
+def read_user_dockerfile(text: str, build_args: Mapping[str, str]) -> UserDockerfile:
+    instructions = tuple(_join_continuations(text))
+    global_args: dict[str, str] = {}
+    arg_names: set[str] = set()
+    stages: set[str] = set()
+    images: list[str] = []
+    mounts: list[SecretMount] = []
+    for line in instructions:
+        if arg := _ARG.fullmatch(line.strip()):
+            arg_names.add(arg.group(1))
+            if not stages and not images:
+                global_args[arg.group(1)] = build_args.get(arg.group(1), arg.group(2) or "")
+        elif from_ := _FROM.fullmatch(line.strip()):
+            image = _substitute(from_.group(2), global_args)
+            if image.lower() not in stages and image != "scratch" and image not in images:
+                images.append(image)
+            if from_.group(4):
+                stages.add(from_.group(4).lower())
+        elif line.lstrip().upper().startswith("RUN "):
+            mounts.extend(_secret_mounts(line))
+    return UserDockerfile(
+        instructions,
+        tuple(images),
+        frozenset(arg_names),
+        tuple(mounts),
+        tuple(global_args.items()),
+    )
+
+
+def rewrite_user_dockerfile(dockerfile: UserDockerfile, parents: Mapping[str, str]) -> str:
+    """Point each FROM at its build-only parent and drop `RUN --mount` flags.
+
+    The classic builder knows no `--mount`; the secret files it would mount are already in the
+    parent, and a cache mount is only an optimisation.
+    """
+    lines = []
+    for line in dockerfile.instructions:
+        if from_ := _FROM.fullmatch(line.strip()):
+            image = _substitute(from_.group(2), dict(dockerfile.global_args))
+            image = parents.get(image, from_.group(2))
+            line = f"FROM{from_.group(1) or ''} {image}{from_.group(3) or ''}"
+        elif line.lstrip().upper().startswith("RUN "):
+            line = _MOUNT.sub("", line)
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def _join_continuations(text: str) -> list[str]:
+    """Logical lines as the classic builder sees them: `\\`-newline removed, comments dropped."""
+    logical: list[str] = []
+    pending: str | None = None
+    for raw in text.splitlines():
+        stripped = raw.strip()
+        if pending is not None and (not stripped or stripped.startswith("#")):
+            continue
+        if pending is None and (not stripped or stripped.startswith("#")):
+            continue
+        line = raw if pending is None else pending + raw
+        if line.endswith("\\"):
+            pending = line[:-1]
+            continue
+        pending = None
+        logical.append(line)
+    if pending is not None:
+        logical.append(pending)
+    return logical
+
+
+def _substitute(value: str, args: Mapping[str, str]) -> str:
+    return _VARIABLE.sub(lambda match: args.get(match.group(1) or match.group(2), ""), value)
+
+
+def _secret_mounts(line: str) -> Sequence[SecretMount]:
+    mounts = []
+    for spec in _MOUNT.findall(line):
+        options = dict(part.partition("=")[::2] for part in spec.split(","))
+        if options.get("type") != "secret" or "id" not in options:
+            continue
+        target = options.get("target") or options.get("dst") or options.get("destination")
+        target = target or f"/run/secrets/{options['id']}"
+        safe_target = re.fullmatch(r"/[\w./-]+", target) and ".." not in target.split("/")
+        if not _ENV_NAME.fullmatch(options["id"]) or not safe_target:
+            raise ValueError(f"unsupported secret mount {spec!r}")
+        mounts.append(SecretMount(options["id"], target))
+    return mounts

@@ -1,0 +1,22 @@
+# Rendered by spacehub for a gradio space.
+FROM python:3.11-slim AS system
+RUN useradd --create-home --uid 1000 user
+
+# The CA bundle, package index and build secrets exist in this stage only: the final stage
+# copies the installed environment, never them, and this stage's history is not its history.
+FROM system AS deps
+ENV VIRTUAL_ENV=/opt/venv UV_NO_CACHE=1 UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy PIP_NO_CACHE_DIR=1
+COPY spacehub-build/ /tmp/spacehub-build/
+RUN . /tmp/spacehub-build/env \
+ && python3 -m venv /opt/uv && /opt/uv/bin/pip install --quiet uv==0.13.9 \
+ && python3 -m venv /opt/venv
+RUN . /tmp/spacehub-build/env && /opt/uv/bin/uv pip install gradio==6.31.0
+
+FROM system
+COPY --from=deps /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH VIRTUAL_ENV=/opt/venv HOME=/home/user PYTHONUNBUFFERED=1 GRADIO_SERVER_NAME=0.0.0.0 GRADIO_SERVER_PORT=7860
+USER user
+WORKDIR /home/user/app
+EXPOSE 7860
+CMD ["python", "app.py"]
+COPY --chown=1000:1000 app/ /home/user/app/
