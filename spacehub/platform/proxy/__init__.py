@@ -1,0 +1,6 @@
+"""The reverse proxy: HTTP, SSE and WebSocket traffic to spaces' apps and the control plane."""
+
+from spacehub.platform.proxy.context import ProxyLimits
+from spacehub.platform.proxy.server import start_proxy
+
+__all__ = ["ProxyLimits", "start_proxy"]

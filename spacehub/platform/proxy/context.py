@@ -1,0 +1,41 @@
+"""What every connection of one proxy shares: limits, routes, the upstream pool, authorization."""
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from spacehub.platform.proxy.routing import Router
+from spacehub.platform.proxy.upstream_pool import UpstreamPool
+from spacehub.platform.route_table import Route, RouteTable, Upstream
+
+Authorize = Callable[[Route, str | None], Awaitable[bool]]
+
+
+@dataclass(frozen=True)
+class ProxyLimits:
+    """Timeouts in seconds and sizes in bytes; the defaults suit a public port."""
+
+    header_timeout: float = 15.0
+    idle_timeout: float = 60.0
+    max_head_size: int = 64 * 1024
+    connect_timeout: float = 5.0
+    upstream_idle_timeout: float = 4.0
+    max_idle_upstream_connections: int = 64
+    # Client bytes held for an upstream that is not connected or not keeping up.
+    max_pending_body: int = 256 * 1024
+
+
+@dataclass
+class ProxyContext:
+    routes: RouteTable
+    router: Router
+    control_plane: Upstream
+    authorize: Authorize
+    limits: ProxyLimits
+    pool: UpstreamPool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.pool = UpstreamPool(
+            self.limits.connect_timeout,
+            self.limits.upstream_idle_timeout,
+            self.limits.max_idle_upstream_connections,
+        )

@@ -1,0 +1,422 @@
+"""One request relayed to an upstream and its response relayed back, piece by piece."""
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+import httptools
+
+from spacehub.platform.proxy.activity import close_activity, open_activity
+from spacehub.platform.proxy.context import ProxyContext
+from spacehub.platform.proxy.http_head import (
+    CLIENT_FORWARDING,
+    Headers,
+    end_to_end,
+    header_value,
+    plain_response,
+    render_head,
+    status_line,
+)
+from spacehub.platform.proxy.routing import Destination, Redirect
+from spacehub.platform.proxy.tunnel import Tunnel, TunnelClient
+from spacehub.platform.proxy.upstream_pool import UpstreamConnection
+from spacehub.platform.route_table import Activity, Route, Upstream
+
+log = logging.getLogger(__name__)
+
+CREDENTIALS = frozenset({b"authorization", b"x-hf-authorization"})
+_DROP_FOR_PRIVATE_APP = CLIENT_FORWARDING | CREDENTIALS
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+@dataclass(slots=True)
+class Request:
+    """A client's request head, parsed; `target` is origin-form (path and query)."""
+
+    method: bytes
+    target: bytes
+    host: bytes | None
+    headers: Headers
+    client_ip: bytes
+    keep_alive: bool
+    http10: bool
+    websocket: bool
+    chunked: bool
+    has_body: bool
+
+
+class ExchangeClient(TunnelClient, Protocol):
+    def exchange_finished(self, keep_alive: bool) -> None: ...
+    def start_tunnel(self, tunnel: Tunnel) -> None: ...
+
+
+def bearer_token(headers: Headers) -> str | None:
+    """The token of `Authorization: Bearer x`, else of `X-HF-Authorization: Bearer x`."""
+    for name in (b"authorization", b"x-hf-authorization"):
+        value = header_value(headers, name)
+        if value is not None:
+            scheme, _, token = value.strip().partition(b" ")
+            if scheme.lower() == b"bearer" and token.strip():
+                return token.strip().decode("latin-1")
+    return None
+
+
+def prefixed_location(location: bytes, prefix: bytes) -> bytes:
+    """An app's absolute-path redirect, moved under the prefix the proxy stripped."""
+    if not location.startswith(b"/") or location.startswith(b"//"):
+        return location
+    if location == prefix or location.startswith(prefix + b"/"):
+        return location
+    return prefix + location
+
+
+class Exchange:
+    """Forwards one request; the client connection feeds it the body and reads its outcome."""
+
+    def __init__(self, client: ExchangeClient, context: ProxyContext, request: Request) -> None:
+        self._client = client
+        self._ctx = context
+        self.request = request
+        self._upstream: Upstream | None = None
+        self._conn: UpstreamConnection | None = None
+        self._task: asyncio.Future[None] | None = None
+        self._head = b""
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._body_done = False
+        self._retried = False
+        self._route: Route | None = None
+        self._prefix = b""
+        self._activity: Activity | None = None
+        self._parser: httptools.HttpResponseParser | None = None
+        self._reason = b""
+        self._response_headers: Headers = []
+        self._status = 0
+        self._got_response = False
+        self._response_started = False
+        self._response_complete = False
+        self._upstream_keep_alive = False
+        self._out: list[bytes] = []
+        self._rechunk = False
+        self._close_delimited = False
+        self._client_close = not request.keep_alive
+        self._upgraded = False
+        self.done = False
+
+    # The request, from the client connection
+
+    def start(self) -> None:
+        decision = self._ctx.router.resolve(self.request.host, self.request.target)
+        if isinstance(decision, Redirect):
+            self._reply(308, [(b"location", decision.location)])
+            return
+        route = decision.route
+        if route is None or route.upstream is None:
+            self._forward_to_control_plane(decision)
+        elif route.private:
+            self._task = asyncio.ensure_future(self._authorize(route, decision))
+        else:
+            self._forward_to_app(route, decision)
+
+    def feed_body(self, data: bytes) -> None:
+        if self.request.chunked:
+            data = b"".join((b"%x\r\n" % len(data), data, b"\r\n"))
+        self._send_upstream(data)
+
+    def end_body(self) -> None:
+        self._body_done = True
+        if self.request.chunked:
+            self._send_upstream(b"0\r\n\r\n")
+
+    def feed_tunnel(self, data: bytes) -> None:
+        """Bytes a client sent after its upgrade request, before the upstream agreed."""
+        if self.request.websocket and data:
+            self._send_upstream(data)
+
+    def client_lost(self) -> None:
+        self.done = True
+        if self._task is not None:
+            self._task.cancel()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._release_activity()
+
+    def client_paused(self) -> None:
+        if self._conn is not None:
+            self._conn.pause_reading()
+
+    def client_resumed(self) -> None:
+        if self._conn is not None:
+            self._conn.resume_reading()
+
+    # Choosing and reaching the upstream
+
+    async def _authorize(self, route: Route, decision: Destination) -> None:
+        try:
+            allowed = await self._ctx.authorize(route, bearer_token(self.request.headers))
+        except Exception:
+            log.exception("authorizing a request for %s failed; refusing it", route.space_id)
+            allowed = False
+        if self.done:
+            return
+        if allowed:
+            self._forward_to_app(route, decision)
+        else:
+            self._forward_to_control_plane(decision)
+
+    def _forward_to_app(self, route: Route, decision: Destination) -> None:
+        assert route.upstream is not None
+        self._route = route
+        self._prefix = decision.prefix
+        self._activity = open_activity(self._ctx.routes, route.space_id)
+        drop = _DROP_FOR_PRIVATE_APP if route.private else CLIENT_FORWARDING
+        self._forward(route.upstream, decision.app_target, drop, decision.prefix)
+
+    def _forward_to_control_plane(self, decision: Destination) -> None:
+        self._forward(self._ctx.control_plane, decision.control_target, CLIENT_FORWARDING, b"")
+
+    def _forward(
+        self, upstream: Upstream, target: bytes, drop: frozenset[bytes], prefix: bytes
+    ) -> None:
+        request = self.request
+        headers = end_to_end(request.headers, drop)
+        if request.chunked:
+            headers = [h for h in headers if h[0] != b"content-length"]
+            headers.append((b"transfer-encoding", b"chunked"))
+        if request.websocket:
+            headers += [(b"connection", b"upgrade"), (b"upgrade", b"websocket")]
+        headers += [(b"x-forwarded-for", request.client_ip), (b"x-forwarded-proto", b"http")]
+        if request.host is not None:
+            headers.append((b"x-forwarded-host", request.host))
+        else:
+            headers.append((b"host", b"localhost"))  # HTTP/1.1 requires one; 1.0 clients omit it
+        if prefix:
+            headers.append((b"x-forwarded-prefix", prefix))
+        self._head = render_head(request.method + b" " + target + b" HTTP/1.1", headers)
+        self._upstream = upstream
+        conn = self._ctx.pool.take(upstream)
+        if conn is None:
+            self._task = asyncio.ensure_future(self._connect())
+        else:
+            self._attach(conn)
+
+    async def _connect(self) -> None:
+        assert self._upstream is not None
+        try:
+            conn = await self._ctx.pool.connect(self._upstream)
+        except TimeoutError:
+            self._fail(504, "the app did not accept a connection in time")
+            return
+        except OSError:
+            self._fail(502, "the app is unreachable")
+            return
+        if self.done:
+            conn.close()
+            return
+        self._attach(conn)
+
+    def _attach(self, conn: UpstreamConnection) -> None:
+        self._conn = conn
+        conn.listener = self
+        self._parser = httptools.HttpResponseParser(self)
+        conn.write(b"".join((self._head, *self._pending)))
+        if self._pending_size > self._ctx.limits.max_pending_body:
+            self._client.resume_reading()
+        self._pending.clear()
+        self._pending_size = 0
+
+    def _send_upstream(self, data: bytes) -> None:
+        if self.done or self._response_complete:
+            return
+        if self._conn is not None:
+            self._conn.write(data)
+            return
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if self._pending_size > self._ctx.limits.max_pending_body:
+            self._client.pause_reading()
+
+    # The response, from the upstream connection
+
+    def upstream_data(self, data: bytes) -> None:
+        self._got_response = True
+        assert self._parser is not None
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            if self._upgraded:
+                self._out.append(data[upgrade.args[0] :])
+                self._flush()
+                self._start_tunnel()
+                return
+            self._fail(502, "the app answered with an unexpected upgrade")
+            return
+        except httptools.HttpParserError:
+            self._fail(502, "the app sent an invalid response")
+            return
+        self._flush()
+        if self._response_complete:
+            self._finish()
+
+    def upstream_lost(self) -> None:
+        if self.done:
+            return
+        conn, self._conn = self._conn, None
+        if self._close_delimited:
+            self._response_complete = True
+            self._finish()
+        elif (
+            not self._got_response
+            and conn is not None
+            and conn.reused
+            and not self.request.has_body
+            and not self._retried
+        ):
+            # A pooled connection the upstream closed just as we reused it: try a fresh one.
+            self._retried = True
+            self._task = asyncio.ensure_future(self._connect())
+        else:
+            self._fail(502, "the app closed the connection")
+
+    def upstream_paused(self) -> None:
+        self._client.pause_reading()
+
+    def upstream_resumed(self) -> None:
+        self._client.resume_reading()
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._response_headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        assert self._parser is not None
+        status = self._parser.get_status_code()
+        headers, self._response_headers = self._response_headers, []
+        reason, self._reason = self._reason, b""
+        if 100 <= status < 200 and status != 101:
+            self._out.append(render_head(status_line(status, reason), end_to_end(headers)))
+            return
+        self._status = status
+        self._out.append(render_head(status_line(status, reason), self._client_headers(headers)))
+        if self.request.method == b"HEAD" or status in _NO_BODY_STATUSES:
+            self._complete_response()
+
+    def on_body(self, body: bytes) -> None:
+        if self._response_complete:
+            return
+        if self._rechunk:
+            self._out += (b"%x\r\n" % len(body), body, b"\r\n")
+        else:
+            self._out.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._status == 0 or self._response_complete:
+            return  # the end of an interim (1xx) response, or of a body that must be ignored
+        if self._rechunk:
+            self._out.append(b"0\r\n\r\n")
+        self._complete_response()
+
+    def _complete_response(self) -> None:
+        assert self._parser is not None
+        # Asked now: once the message is over, the parser forgets what its head said.
+        self._upstream_keep_alive = self._parser.should_keep_alive()
+        self._response_complete = True
+
+    def _client_headers(self, upstream_headers: Headers) -> Headers:
+        request = self.request
+        headers = end_to_end(upstream_headers)
+        if self._status == 101:
+            if not request.websocket:
+                return headers  # upstream_data answers 502 once the parser reports the upgrade
+            self._upgraded = True
+            return [*headers, (b"connection", b"upgrade"), (b"upgrade", b"websocket")]
+        body_expected = request.method != b"HEAD" and self._status not in _NO_BODY_STATUSES
+        if body_expected and header_value(upstream_headers, b"transfer-encoding") is not None:
+            headers = [h for h in headers if h[0] != b"content-length"]
+            if request.http10:
+                self._client_close = True  # the body goes out unframed, ended by closing
+            else:
+                self._rechunk = True
+                headers.append((b"transfer-encoding", b"chunked"))
+        elif body_expected and header_value(headers, b"content-length") is None:
+            self._close_delimited = True
+            self._client_close = True
+        if self._route is not None:
+            headers = self._app_headers(headers, self._route)
+        if not self._body_done:
+            self._client_close = True  # the rest of the request body will not be read
+        if self._client_close:
+            headers.append((b"connection", b"close"))
+        elif request.http10:
+            headers.append((b"connection", b"keep-alive"))
+        return headers
+
+    def _app_headers(self, headers: Headers, route: Route) -> Headers:
+        if self._prefix:
+            headers = [
+                (name, prefixed_location(value, self._prefix) if name == b"location" else value)
+                for name, value in headers
+            ]
+        for name, value in route.custom_headers:
+            key = name.lower().encode("latin-1")
+            headers = [h for h in headers if h[0] != key]
+            headers.append((key, value.encode("latin-1")))
+        return headers
+
+    # Endings
+
+    def _flush(self) -> None:
+        if self._out:
+            self._response_started = True
+            self._client.send(b"".join(self._out))
+            self._out.clear()
+
+    def _finish(self) -> None:
+        self.done = True
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            if self._upstream_keep_alive and self._body_done:
+                self._ctx.pool.give_back(conn)
+            else:
+                conn.close()
+        self._release_activity()
+        self._client.exchange_finished(keep_alive=not self._client_close)
+
+    def _reply(self, status: int, headers: Headers) -> None:
+        self._client_close = self._client_close or not self._body_done or self.request.http10
+        self._response_started = True
+        self._client.send(plain_response(status, headers=headers, close=self._client_close))
+        self.done = True
+        self._client.exchange_finished(keep_alive=not self._client_close)
+
+    def _fail(self, status: int, text: str) -> None:
+        """Answer an error if the client has seen nothing of the response yet, else cut it off."""
+        if self.done:
+            return
+        self.done = True
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._release_activity()
+        if self._response_started:
+            self._client.abort()
+            return
+        self._client.send(plain_response(status, text))
+        self._client.exchange_finished(keep_alive=False)
+
+    def _start_tunnel(self) -> None:
+        assert self._conn is not None
+        self.done = True
+        tunnel = Tunnel(self._client, self._conn, self._activity)
+        self._conn = None
+        self._activity = None
+        self._client.start_tunnel(tunnel)
+
+    def _release_activity(self) -> None:
+        if self._activity is not None:
+            close_activity(self._activity)
+            self._activity = None

@@ -1,0 +1,313 @@
+"""The reverse proxy against real servers: an app, the control plane, Gradio and Streamlit."""
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+from websockets.sync.client import connect as ws_connect
+
+from spacehub.platform.proxy import ProxyLimits
+from spacehub.platform.route_table import Route, Upstream
+from tests.proxy_upstreams import GOOD_TOKEN, ProxyHarness
+
+LIMITS = ProxyLimits(header_timeout=1.0, idle_timeout=1.5, max_head_size=16 * 1024)
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyHarness]:
+    harness = ProxyHarness(tmp_path_factory.mktemp("proxy"), LIMITS)
+    harness.start()
+    app = Upstream(port=harness.app_port)
+    coop = (("Cross-Origin-Opener-Policy", "same-origin"),)
+    harness.routes.set(Route("alice", "echo", "alice-echo", upstream=app, custom_headers=coop))
+    harness.routes.set(Route("alice", "secret", "alice-secret", upstream=app, private=True))
+    harness.routes.set(Route("alice", "building", "alice-building"))
+    harness.routes.set(
+        Route("alice", "dead", "alice-dead", upstream=Upstream(port=harness.dead_port))
+    )
+    yield harness
+    harness.stop()
+
+
+@pytest.fixture
+def client(harness: ProxyHarness) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=harness.url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def app_hosts_resolve() -> Iterator[None]:
+    """Resolve `*.localhost` to loopback in this process, as Chromium does by itself."""
+    original = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if isinstance(host, str) and host.endswith(".localhost"):
+            host = "127.0.0.1"
+        return original(host, *args, **kwargs)
+
+    socket.getaddrinfo = getaddrinfo
+    yield
+    socket.getaddrinfo = original
+
+
+def host(harness: ProxyHarness, label: str) -> str:
+    return f"{label}.localhost:{harness.proxy_port}"
+
+
+def raw_exchange(harness: ProxyHarness, data: bytes, timeout: float = 5) -> bytes:
+    """Send bytes on a fresh connection and read until the proxy closes it."""
+    with socket.create_connection(("127.0.0.1", harness.proxy_port), timeout=timeout) as sock:
+        sock.sendall(data)
+        received = b""
+        while piece := sock.recv(65536):
+            received += piece
+        return received
+
+
+# Routing
+
+
+def test_path_form_strips_prefix_and_replaces_forwarded_headers(harness, client):
+    spoofed = {"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Host": "evil", "X-Real-IP": "6.6.6.6"}
+    answer = client.get("/apps/alice/echo/echo/x?q=1", headers=spoofed).json()
+    assert answer["who"] == "app"
+    assert answer["target"] == "/echo/x?q=1"
+    headers = answer["headers"]
+    assert headers["host"] == f"127.0.0.1:{harness.proxy_port}"
+    assert headers["x-forwarded-for"] == "127.0.0.1"
+    assert headers["x-forwarded-host"] == f"127.0.0.1:{harness.proxy_port}"
+    assert headers["x-forwarded-proto"] == "http"
+    assert headers["x-forwarded-prefix"] == "/apps/alice/echo"
+    assert "x-real-ip" not in headers
+
+
+def test_subdomain_form_passes_the_path_unchanged(harness, client):
+    app_host = f"Alice-Echo.LOCALHOST:{harness.proxy_port}"
+    answer = client.get("/echo/y?z=2", headers={"Host": app_host}).json()
+    assert answer["who"] == "app"
+    assert answer["target"] == "/echo/y?z=2"
+    assert answer["headers"]["x-forwarded-host"] == app_host
+    assert "x-forwarded-prefix" not in answer["headers"]
+
+
+def test_path_form_without_trailing_slash_redirects_keeping_the_query(client):
+    response = client.get("/apps/alice/echo?x=1&y=2")
+    assert response.status_code == 308
+    assert response.headers["location"] == "/apps/alice/echo/?x=1&y=2"
+
+
+def test_other_paths_go_to_the_control_plane_unchanged(client):
+    for target in ("/api/spaces?author=alice", "/apps/alice", "/", "/spaces/alice/echo"):
+        answer = client.get(target).json()
+        assert answer["who"] == "control-plane"
+        assert answer["target"] == target
+        assert answer["headers"]["x-forwarded-for"] == "127.0.0.1"
+
+
+def test_spaces_without_an_app_go_to_the_control_plane(harness, client):
+    answer = client.get("/apps/alice/building/x?y=1").json()
+    assert (answer["who"], answer["target"]) == ("control-plane", "/apps/alice/building/x?y=1")
+    answer = client.get("/x?y=1", headers={"Host": host(harness, "alice-building")}).json()
+    assert (answer["who"], answer["target"]) == ("control-plane", "/apps/alice/building/x?y=1")
+    answer = client.get("/apps/nobody/nothing/").json()
+    assert (answer["who"], answer["target"]) == ("control-plane", "/apps/nobody/nothing/")
+    answer = client.get("/x", headers={"Host": host(harness, "nobody-here")}).json()
+    assert (answer["who"], answer["target"]) == ("control-plane", "/apps/-/nobody-here/x")
+
+
+@pytest.mark.parametrize("token_header", ["Authorization", "X-HF-Authorization"])
+def test_private_space_needs_a_token_which_the_app_never_sees(harness, client, token_header):
+    for token in (None, "bad-token"):
+        headers = {token_header: f"Bearer {token}"} if token else {}
+        answer = client.get("/apps/alice/secret/echo", headers=headers).json()
+        assert (answer["who"], answer["target"]) == ("control-plane", "/apps/alice/secret/echo")
+        assert harness.tokens_seen[-1] == token
+    headers = {token_header: f"Bearer {GOOD_TOKEN}", "Host": host(harness, "alice-secret")}
+    answer = client.get("/echo", headers=headers).json()
+    assert answer["who"] == "app"
+    assert "authorization" not in answer["headers"]
+    assert "x-hf-authorization" not in answer["headers"]
+
+
+def test_public_space_is_never_authorized(harness, client):
+    seen = len(harness.tokens_seen)
+    client.get("/apps/alice/echo/echo", headers={"Authorization": "Bearer x"})
+    assert len(harness.tokens_seen) == seen
+
+
+# Headers and framing
+
+
+def test_hop_by_hop_headers_are_removed_both_ways(harness):
+    request = (
+        b"GET /apps/alice/echo/echo HTTP/1.1\r\nHost: a\r\nConnection: close, X-Drop-Me\r\n"
+        b"X-Drop-Me: 1\r\nKeep-Alive: 300\r\nTE: trailers\r\nProxy-Authorization: x\r\n"
+        b"Proxy-Connection: keep-alive\r\nX-Kept: yes\r\n\r\n"
+    )
+    head, _, body = raw_exchange(harness, request).partition(b"\r\n\r\n")
+    headers = json.loads(body)["headers"]
+    for name in ("x-drop-me", "keep-alive", "te", "proxy-authorization", "proxy-connection"):
+        assert name not in headers
+    assert headers["x-kept"] == "yes"
+    assert headers.get("connection", "keep-alive").lower() == "keep-alive"
+
+    head = raw_exchange(
+        harness, b"GET /apps/alice/echo/hop HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    )
+    head = head.partition(b"\r\n\r\n")[0].lower()
+    assert b"x-private-hop" not in head
+    assert b"keep-alive" not in head
+    assert b"\r\nconnection: close" in head
+
+
+def test_app_redirects_stay_under_the_prefix_and_custom_headers_are_added(harness, client):
+    response = client.get("/apps/alice/echo/redirect")
+    assert response.headers["location"] == "/apps/alice/echo/echo/after-redirect"
+    assert response.headers["cross-origin-opener-policy"] == "same-origin"
+    response = client.get("/redirect", headers={"Host": host(harness, "alice-echo")})
+    assert response.headers["location"] == "/echo/after-redirect"
+
+
+def test_keep_alive_reuses_the_upstream_connection(client):
+    first = client.get("/apps/alice/echo/echo").json()["peer_port"]
+    second = client.get("/apps/alice/echo/echo").json()["peer_port"]
+    assert first == second
+
+
+def test_pipelined_requests_are_answered_in_order(harness):
+    one = b"GET /apps/alice/echo/echo/1 HTTP/1.1\r\nHost: a\r\n\r\n"
+    two = b"GET /apps/alice/echo/echo/2 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    answer = raw_exchange(harness, one + two)
+    assert answer.count(b"HTTP/1.1 200") == 2
+    assert answer.index(b'"/echo/1"') < answer.index(b'"/echo/2"')
+
+
+def test_http10_client_gets_a_chunked_response_unframed(harness):
+    threading.Timer(0.2, httpx.get, [f"http://127.0.0.1:{harness.app_port}/release/h10"]).start()
+    answer = raw_exchange(harness, b"GET /apps/alice/echo/chunked/h10 HTTP/1.0\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"transfer-encoding" not in head.lower()
+    assert body == b"first;second"
+
+
+# Streaming
+
+
+def release(harness: ProxyHarness, gate: str) -> None:
+    httpx.get(f"http://127.0.0.1:{harness.app_port}/release/{gate}").raise_for_status()
+
+
+def open_connections(harness: ProxyHarness, space_id: str) -> int:
+    activity = harness.routes.activity.get(space_id)
+    return activity.open_connections if activity else 0
+
+
+def test_server_sent_events_arrive_as_they_are_sent(harness, client):
+    with client.stream("GET", "/apps/alice/echo/sse/sse1") as response:
+        events = response.iter_lines()
+        assert next(events) == "data: one"
+        assert open_connections(harness, "alice/echo") == 1
+        release(harness, "sse1")
+        assert [line for line in events if line] == ["data: two"]
+    wait_for(lambda: open_connections(harness, "alice/echo") == 0, "the stream to be closed")
+
+
+def test_chunked_response_arrives_chunk_by_chunk(harness, client):
+    with client.stream("GET", "/chunked/c1", headers={"Host": host(harness, "alice-echo")}) as r:
+        assert r.headers["transfer-encoding"] == "chunked"
+        pieces = r.iter_raw()
+        assert next(pieces) == b"first;"
+        release(harness, "c1")
+        assert b"".join(pieces) == b"second"
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_large_upload_is_streamed_to_the_app(harness, client, framing):
+    piece = bytes(range(256)) * 4096  # 1 MiB
+    total = 48
+
+    def body() -> Iterator[bytes]:
+        for index in range(total):
+            if index == total // 2:
+                # Half sent: the app must already be reading, or the proxy is buffering.
+                wait_for(lambda: harness.app.upload_progress > 0, "the app to receive bytes")
+            yield piece
+
+    headers = {"Content-Length": str(len(piece) * total)} if framing == "content-length" else {}
+    harness.app.upload_progress = 0
+    answer = client.post("/apps/alice/echo/upload", content=body(), headers=headers).json()
+    import hashlib
+
+    assert answer["size"] == len(piece) * total
+    assert answer["sha256"] == hashlib.sha256(piece * total).hexdigest()
+
+
+@pytest.mark.parametrize("form", ["path", "subdomain"])
+def test_websocket_passes_its_subprotocol_and_frames(harness, app_hosts_resolve, form):
+    if form == "path":
+        url = f"ws://127.0.0.1:{harness.proxy_port}/apps/alice/echo/ws"
+    else:
+        url = f"ws://{host(harness, 'alice-echo')}/ws"
+    with ws_connect(url, subprotocols=["chat"]) as ws:
+        assert ws.subprotocol == "chat"
+        ws.send("hello")
+        assert ws.recv(timeout=5) == "echo:hello"
+        assert open_connections(harness, "alice/echo") == 1
+    wait_for(lambda: open_connections(harness, "alice/echo") == 0, "the WebSocket to be closed")
+
+
+# Robustness
+
+
+def test_huge_header_is_refused_with_431(harness):
+    request = b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n"
+    assert raw_exchange(harness, request).startswith(b"HTTP/1.1 431")
+
+
+def test_huge_header_sent_slowly_is_refused_with_431(harness):
+    with socket.create_connection(("127.0.0.1", harness.proxy_port), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: ")
+        for _ in range(5):
+            sock.sendall(b"a" * 5000)
+        assert sock.recv(100).startswith(b"HTTP/1.1 431")
+
+
+def test_slow_client_is_cut_off_after_the_header_timeout(harness):
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", harness.proxy_port), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n")
+        assert sock.recv(100) == b""
+    assert time.monotonic() - started < LIMITS.header_timeout + 2
+
+
+def test_idle_keep_alive_connection_is_closed(harness):
+    with socket.create_connection(("127.0.0.1", harness.proxy_port), timeout=10) as sock:
+        sock.sendall(b"GET /apps/alice/echo/echo HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        assert sock.recv(100) == b""
+        assert time.monotonic() - started < LIMITS.idle_timeout + 2
+
+
+def test_dead_upstream_answers_502_and_the_proxy_goes_on(client):
+    response = client.get("/apps/alice/dead/")
+    assert response.status_code == 502
+    assert response.text.strip()
+    assert client.get("/apps/alice/echo/echo").status_code == 200
+
+
+def test_bad_request_answers_400_and_the_proxy_goes_on(harness, client):
+    assert raw_exchange(harness, b"NOT HTTP AT ALL\r\n\r\n").startswith(b"HTTP/1.1 400")
+    assert client.get("/apps/alice/echo/echo").status_code == 200
