@@ -1,18 +1,26 @@
 """The reverse proxy against real servers: an app, the control plane, Gradio and Streamlit."""
 
+import hashlib
 import json
+import os
+import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urljoin
 
 import httpx
 import pytest
+from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 from spacehub.platform.proxy import ProxyLimits
 from spacehub.platform.route_table import Route, Upstream
-from tests.proxy_upstreams import GOOD_TOKEN, ProxyHarness
+from tests.proxy_upstreams import GOOD_TOKEN, ProxyHarness, free_port
 
 LIMITS = ProxyLimits(header_timeout=1.0, idle_timeout=1.5, max_head_size=16 * 1024)
 
@@ -248,8 +256,6 @@ def test_large_upload_is_streamed_to_the_app(harness, client, framing):
     headers = {"Content-Length": str(len(piece) * total)} if framing == "content-length" else {}
     harness.app.upload_progress = 0
     answer = client.post("/apps/alice/echo/upload", content=body(), headers=headers).json()
-    import hashlib
-
     assert answer["size"] == len(piece) * total
     assert answer["sha256"] == hashlib.sha256(piece * total).hexdigest()
 
@@ -311,3 +317,147 @@ def test_dead_upstream_answers_502_and_the_proxy_goes_on(client):
 def test_bad_request_answers_400_and_the_proxy_goes_on(harness, client):
     assert raw_exchange(harness, b"NOT HTTP AT ALL\r\n\r\n").startswith(b"HTTP/1.1 400")
     assert client.get("/apps/alice/echo/echo").status_code == 200
+
+
+# Real Gradio and Streamlit apps, in both URL forms
+
+EXAMPLES = Path("/work/shared/examples")
+if not EXAMPLES.is_dir():
+    EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def gradio_environment(owner: str, name: str, port: int) -> dict[str, str]:
+    """What the Gradio app container gets for the path form (plus the server address)."""
+    return {
+        "GRADIO_ROOT_PATH": f"/apps/{owner}/{name}",
+        "GRADIO_SERVER_NAME": "127.0.0.1",
+        "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
+
+
+def start_app(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            command, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+def wait_until_answering(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    def answering() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"the app exited:\n{log.read_text()}")
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+        except httpx.TransportError:
+            return False
+        return True
+
+    wait_for(answering, f"the app on port {port}", timeout=60)
+
+
+@pytest.fixture(scope="module")
+def real_apps(harness: ProxyHarness, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    pytest.importorskip("gradio")
+    pytest.importorskip("streamlit")
+    logs = tmp_path_factory.mktemp("apps")
+    gradio_port, streamlit_port = free_port(), free_port()
+    gradio = start_app(
+        [sys.executable, str(EXAMPLES / "gradio-greet" / "app.py")],
+        gradio_environment("alice", "greet", gradio_port),
+        logs / "gradio.log",
+    )
+    streamlit = start_app(
+        [
+            sys.executable, "-m", "streamlit", "run", str(EXAMPLES / "streamlit-square" / "app.py"),
+            "--server.port", str(streamlit_port), "--server.address", "127.0.0.1",
+            "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        ],
+        {},
+        logs / "streamlit.log",
+    )  # fmt: skip
+    try:
+        wait_until_answering(gradio_port, gradio, logs / "gradio.log")
+        wait_until_answering(streamlit_port, streamlit, logs / "streamlit.log")
+        greet = Route("alice", "greet", "alice-greet", upstream=Upstream(port=gradio_port))
+        square = Route("alice", "square", "alice-square", upstream=Upstream(port=streamlit_port))
+        harness.routes.set(greet)
+        harness.routes.set(square)
+        yield
+    finally:
+        for process in (gradio, streamlit):
+            process.terminate()
+        for process in (gradio, streamlit):
+            process.wait(10)
+
+
+def app_url(harness: ProxyHarness, form: str, owner: str, name: str) -> str:
+    """The app's public URL, ending in `/`."""
+    if form == "path":
+        return f"{harness.url}/apps/{owner}/{name}/"
+    return f"http://{owner}-{name}.localhost:{harness.proxy_port}/"
+
+
+def assert_page_and_its_script_load(client: httpx.Client, url: str) -> str:
+    """Fetch the page and the first script it names relative to itself, as a browser would."""
+    page = client.get(url)
+    assert page.status_code == 200
+    scripts = re.findall(r'src="(\./[^"]+\.js)"', page.text)
+    assert scripts, "the page names its scripts relative to itself"
+    assert client.get(urljoin(url, scripts[0])).status_code == 200
+    return page.text
+
+
+@pytest.mark.parametrize("form", ["path", "subdomain"])
+def test_gradio_client_predicts_through_the_proxy(harness, real_apps, app_hosts_resolve, form):
+    from gradio_client import Client
+
+    client = Client(app_url(harness, form, "alice", "greet"), verbose=False)
+    assert client.predict("X", api_name="/greet") == "Hello X!!"
+
+
+@pytest.mark.parametrize("form", ["path", "subdomain"])
+def test_gradio_page_assets_and_config_use_a_public_root(
+    harness, real_apps, app_hosts_resolve, form
+):
+    url = app_url(harness, form, "alice", "greet")
+    with httpx.Client(timeout=10) as client:
+        assert_page_and_its_script_load(client, url)
+        root = client.get(urljoin(url, "config")).json()["root"]
+        # Both forms report the prefix: the app answers under it in the subdomain form too.
+        origin = url.split("/apps/")[0].rstrip("/")
+        assert root == f"{origin}/apps/alice/greet"
+        assert client.get(f"{root}/gradio_api/info").status_code == 200
+
+
+@pytest.mark.parametrize("form", ["path", "subdomain"])
+def test_streamlit_page_health_and_session_through_the_proxy(
+    harness, real_apps, app_hosts_resolve, form
+):
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    url = app_url(harness, form, "alice", "square")
+    with httpx.Client(timeout=10) as client:
+        assert "<title>Streamlit</title>" in assert_page_and_its_script_load(client, url)
+        assert client.get(urljoin(url, "_stcore/health")).text == "ok"
+    origin = url.split("/apps/")[0].rstrip("/")
+    stream = urljoin(url, "_stcore/stream").replace("http://", "ws://")
+    # The app checks Origin against Host, so the proxy must pass Host as the browser sent it.
+    with pytest.raises(InvalidStatus) as refused:
+        ws_connect(stream, subprotocols=["streamlit"], origin="http://elsewhere.example")
+    assert refused.value.response.status_code == 403
+    with ws_connect(stream, subprotocols=["streamlit"], origin=origin) as ws:
+        assert ws.subprotocol == "streamlit"
+        rerun = BackMsg()
+        rerun.rerun_script.query_string = ""
+        rerun.rerun_script.page_script_hash = ""
+        ws.send(rerun.SerializeToString())
+        texts: list[str] = []
+        deadline = time.monotonic() + 20
+        while not any("squared is 49" in text for text in texts):
+            assert time.monotonic() < deadline, f"no rendered result; got {texts}"
+            message = ForwardMsg()
+            message.ParseFromString(ws.recv(timeout=20))
+            if message.WhichOneof("type") == "delta":
+                texts.append(str(message.delta))
