@@ -1,7 +1,9 @@
 """One client connection: request heads parsed as they arrive, exchanges run one at a time."""
 
 import asyncio
+import time
 from collections import deque
+from typing import cast
 
 import httptools
 
@@ -26,7 +28,7 @@ class ClientConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._client_ip = b""
         self._parser = httptools.HttpRequestParser(self)
-        self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None
         self._reading_paused = False
         self._paused_for_pipeline = False
         self._closed = False
@@ -48,11 +50,12 @@ class ClientConnection(asyncio.Protocol):
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
+        self._transport = cast(asyncio.Transport, transport)
+        self._ctx.clients.add(self)
         peer = transport.get_extra_info("peername")
         self._client_ip = str(peer[0]).encode() if isinstance(peer, tuple) else b"unix"
-        self._arm_timer(self._limits.header_timeout)
+        self._set_deadline(self._limits.header_timeout)
 
     def data_received(self, data: bytes) -> None:
         if self._tunnel is not None:
@@ -79,7 +82,7 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
-        self._cancel_timer()
+        self._ctx.clients.discard(self)
         if self._tunnel is not None:
             self._tunnel.client_lost()
         if self._active is not None:
@@ -104,7 +107,7 @@ class ClientConnection(asyncio.Protocol):
         self._in_head = True
         self._url = b""
         self._headers = []
-        self._arm_timer(self._limits.header_timeout)
+        self._set_deadline(self._limits.header_timeout)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -124,7 +127,7 @@ class ClientConnection(asyncio.Protocol):
             self._refused = 405
             raise _Refused(405)
         if self._active is None and not self._waiting:
-            self._cancel_timer()
+            self._clear_deadline()
         exchange = Exchange(self, self._ctx, self._request(method))
         self._parsing = self._newest = exchange
         self._waiting.append(exchange)
@@ -229,23 +232,24 @@ class ClientConnection(asyncio.Protocol):
                 self._paused_for_pipeline = False
                 self.resume_reading()
             if self._active is None and not self._in_head:
-                self._arm_timer(self._limits.idle_timeout)
+                self._set_deadline(self._limits.idle_timeout)
 
     def _refuse(self, status: int) -> None:
         if self._active is None and not self._closed:
             self.send(plain_response(status))
         self.abort()
 
-    def _arm_timer(self, delay: float) -> None:
-        self._cancel_timer()
-        self._timer = asyncio.get_running_loop().call_later(delay, self._timed_out)
+    # A deadline is a float checked by the proxy's sweep: no timer object per request.
 
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+    def _set_deadline(self, delay: float) -> None:
+        self._deadline = time.monotonic() + delay
 
-    def _timed_out(self) -> None:
-        self._timer = None
+    def _clear_deadline(self) -> None:
+        self._deadline = None
+
+    def check_deadline(self, now: float) -> None:
+        if self._deadline is None or now < self._deadline:
+            return
+        self._deadline = None
         if self._in_head or (self._active is None and not self._waiting and self._tunnel is None):
             self.abort()

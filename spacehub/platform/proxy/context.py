@@ -2,10 +2,14 @@
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from spacehub.platform.proxy.routing import Router
 from spacehub.platform.proxy.upstream_pool import UpstreamPool
 from spacehub.platform.route_table import Route, RouteTable, Upstream
+
+if TYPE_CHECKING:
+    from spacehub.platform.proxy.client import ClientConnection
 
 Authorize = Callable[[Route, str | None], Awaitable[bool]]
 
@@ -32,6 +36,7 @@ class ProxyContext:
     authorize: Authorize
     limits: ProxyLimits
     pool: UpstreamPool = field(init=False)
+    clients: "set[ClientConnection]" = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.pool = UpstreamPool(

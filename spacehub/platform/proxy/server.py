@@ -1,11 +1,14 @@
 """The proxy's listening socket: the platform's front door on the public port."""
 
 import asyncio
+import time
 
 from spacehub.platform.proxy.client import ClientConnection
 from spacehub.platform.proxy.context import Authorize, ProxyContext, ProxyLimits
 from spacehub.platform.proxy.routing import Router
 from spacehub.platform.route_table import RouteTable, Upstream
+
+SWEEP_INTERVAL = 0.5
 
 
 async def start_proxy(
@@ -31,4 +34,18 @@ async def start_proxy(
         limits=limits or ProxyLimits(),
     )
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: ClientConnection(context), host, port, backlog=1024)
+    server = await loop.create_server(lambda: ClientConnection(context), host, port, backlog=1024)
+    loop.call_later(SWEEP_INTERVAL, _sweep, loop, server, context)
+    return server
+
+
+def _sweep(loop: asyncio.AbstractEventLoop, server: asyncio.Server, context: ProxyContext) -> None:
+    """Close clients past their deadline and stale upstream connections, twice a second."""
+    now = time.monotonic()
+    for client in list(context.clients):
+        client.check_deadline(now)
+    context.pool.close_idle(now)
+    if server.is_serving() or context.clients:
+        loop.call_later(SWEEP_INTERVAL, _sweep, loop, server, context)
+    else:
+        context.pool.close()

@@ -1,7 +1,8 @@
 """Connections to upstreams (apps and the control plane), kept alive and reused between requests."""
 
 import asyncio
-from typing import Protocol
+import time
+from typing import Protocol, cast
 
 from spacehub.platform.route_table import Upstream
 
@@ -23,11 +24,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.listener: UpstreamListener | None = None
         self.reused = False
         self.closed = False
-        self.idle_timer: asyncio.TimerHandle | None = None
+        self.idle_since = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if self.listener is not None:
@@ -84,9 +84,6 @@ class UpstreamPool:
         idle = self._idle.get(upstream)
         while idle:
             conn = idle.pop()
-            if conn.idle_timer is not None:
-                conn.idle_timer.cancel()
-                conn.idle_timer = None
             if not conn.closed:
                 conn.reused = True
                 return conn
@@ -109,15 +106,19 @@ class UpstreamPool:
         if conn.closed or len(idle) >= self._max_idle:
             conn.close()
             return
-        # Servers drop idle keep-alive connections on their own schedule (uvicorn after 5 s):
-        # giving up earlier than they do keeps the race of reusing a closing one rare.
-        conn.idle_timer = asyncio.get_running_loop().call_later(self._idle_timeout, conn.close)
+        conn.idle_since = time.monotonic()
         idle.append(conn)
 
+    def close_idle(self, now: float) -> None:
+        """Close connections idle for longer than the idle timeout (the oldest come first)."""
+        # Servers drop idle keep-alive connections on their own schedule (uvicorn after 5 s):
+        # giving up earlier than they do keeps the race of reusing a closing one rare.
+        cutoff = now - self._idle_timeout
+        for idle in self._idle.values():
+            while idle and idle[0].idle_since < cutoff:
+                idle.pop(0).close()
+
     def forget(self, conn: UpstreamConnection) -> None:
-        if conn.idle_timer is not None:
-            conn.idle_timer.cancel()
-            conn.idle_timer = None
         idle = self._idle.get(conn.upstream)
         if idle and conn in idle:
             idle.remove(conn)
