@@ -42,6 +42,7 @@ class AppUpstream:
         app.router.add_get("/chunked/{gate}", self.chunked)
         app.router.add_post("/upload", self.upload)
         app.router.add_get("/progress", self.progress)
+        app.router.add_get("/download/{mib}", self.download)
         app.router.add_get("/ws", self.websocket)
         app.router.add_get("/redirect", self.redirect)
         app.router.add_get("/hop", self.hop)
@@ -94,6 +95,9 @@ class AppUpstream:
 
     async def progress(self, request: web.Request) -> web.Response:
         return web.json_response({"received": self.upload_progress})
+
+    async def download(self, request: web.Request) -> web.Response:
+        return web.Response(body=b"\x07" * (int(request.match_info["mib"]) * 1024 * 1024))
 
     async def websocket(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(protocols=("chat",))

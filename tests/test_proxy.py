@@ -260,6 +260,18 @@ def test_large_upload_is_streamed_to_the_app(harness, client, framing):
     assert answer["sha256"] == hashlib.sha256(piece * total).hexdigest()
 
 
+def test_large_download_with_a_slow_reader_leaves_both_connections_usable(harness, client):
+    with client.stream("GET", "/apps/alice/echo/download/64") as response:
+        received = 0
+        for piece in response.iter_raw():
+            if received == 0:
+                time.sleep(0.3)  # let the proxy's buffers fill, so that it must pause the app
+            received += len(piece)
+    assert received == 64 * 1024 * 1024
+    for _ in range(3):
+        assert client.get("/apps/alice/echo/echo").status_code == 200
+
+
 @pytest.mark.parametrize("form", ["path", "subdomain"])
 def test_websocket_passes_its_subprotocol_and_frames(harness, app_hosts_resolve, form):
     if form == "path":

@@ -30,7 +30,6 @@ class ClientConnection(asyncio.Protocol):
         self._parser = httptools.HttpRequestParser(self)
         self._deadline: float | None = None
         self._reading_paused = False
-        self._paused_for_pipeline = False
         self._closed = False
         # The head being parsed.
         self._in_head = False
@@ -220,18 +219,16 @@ class ClientConnection(asyncio.Protocol):
         """Start the next waiting exchange once the previous one has answered."""
         while self._active is None and self._waiting and not self._closed:
             self._active = self._waiting.popleft()
+            if not self._waiting:
+                self.resume_reading()  # its body may still be on its way
             self._active.start()
         if self._closed or self._tunnel is not None:
             return
         if self._waiting:
-            # Pipelined requests: read no further until their turn comes.
-            self._paused_for_pipeline = True
-            self.pause_reading()
-        else:
-            if self._paused_for_pipeline:
-                self._paused_for_pipeline = False
-                self.resume_reading()
-            if self._active is None and not self._in_head:
+            self.pause_reading()  # pipelined requests: read no further until their turn comes
+        elif self._active is None:
+            self.resume_reading()  # whatever paused reading was about an exchange now over
+            if not self._in_head:
                 self._set_deadline(self._limits.idle_timeout)
 
     def _refuse(self, status: int) -> None:

@@ -24,6 +24,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.listener: UpstreamListener | None = None
         self.reused = False
         self.closed = False
+        self.reading_paused = False
         self.idle_since = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -56,11 +57,13 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport.write(data)
 
     def pause_reading(self) -> None:
-        if self.transport is not None and not self.closed:
+        if self.transport is not None and not self.closed and not self.reading_paused:
+            self.reading_paused = True
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self.transport is not None and not self.closed:
+        if self.transport is not None and not self.closed and self.reading_paused:
+            self.reading_paused = False
             self.transport.resume_reading()
 
     def close(self) -> None:
@@ -102,6 +105,7 @@ class UpstreamPool:
 
     def give_back(self, conn: UpstreamConnection) -> None:
         conn.listener = None
+        conn.resume_reading()  # idle, it must notice when the upstream closes it
         idle = self._idle.setdefault(conn.upstream, [])
         if conn.closed or len(idle) >= self._max_idle:
             conn.close()
