@@ -9,28 +9,12 @@ import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import uvicorn
-
-from spacehub.platform.app import create_app, prepare_database
-from spacehub.platform.context import Platform
-from spacehub.platform.db import session_scope
-from spacehub.platform.git.hooks import install_hooks, run_post_receive
-from spacehub.platform.proxy import start_proxy
-from spacehub.platform.route_table import Route, Upstream
-from spacehub.platform.services.accounts import caller_for_token
-from spacehub.platform.settings import Settings
-from spacehub.platform.worker import run_build_worker, worker_name
+if TYPE_CHECKING:
+    from spacehub.platform.settings import Settings
 
 log = logging.getLogger("spacehub")
-
-
-class _QuietServer(uvicorn.Server):
-    """uvicorn without its own signal handling: `serve` stops the proxy and uvicorn together."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     if args.command == "git-hook":
+        # Runs inside every push: import only what the hook needs.
+        from spacehub.platform.git.hooks import run_post_receive
+
         return run_post_receive(sys.stdin.read(), dict(os.environ))
+    from spacehub.platform.settings import Settings
+
     overrides = {
         key: value
         for key, value in vars(args).items()
@@ -74,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _run(coroutine) -> None:  # noqa: ANN001
+def _run(coroutine) -> None:
     try:
         import uvloop
     except ImportError:
@@ -91,8 +80,25 @@ def _stop_event() -> asyncio.Event:
     return stop
 
 
-async def serve_platform(settings: Settings) -> None:
+async def serve_platform(settings: "Settings") -> None:
     """The proxy on the public port; the control plane (uvicorn) on a unix socket behind it."""
+    import uvicorn
+
+    from spacehub.platform.app import create_app
+    from spacehub.platform.context import Platform
+    from spacehub.platform.db import session_scope
+    from spacehub.platform.git.hooks import install_hooks
+    from spacehub.platform.proxy import start_proxy
+    from spacehub.platform.route_table import Route, Upstream
+    from spacehub.platform.services.accounts import caller_for_token
+
+    class QuietServer(uvicorn.Server):
+        """uvicorn without its own signal handling: the proxy and uvicorn stop together."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
     stop = _stop_event()
     install_hooks(settings)
     app = create_app(settings)
@@ -100,7 +106,7 @@ async def serve_platform(settings: Settings) -> None:
     socket_path = settings.control_socket
     socket_path.parent.mkdir(parents=True, exist_ok=True)
     socket_path.unlink(missing_ok=True)
-    server = _QuietServer(
+    server = QuietServer(
         uvicorn.Config(app, uds=str(socket_path), log_level="warning", timeout_graceful_shutdown=10)
     )
     serving = asyncio.create_task(server.serve())
@@ -135,8 +141,10 @@ async def serve_platform(settings: Settings) -> None:
     await proxy.wait_closed()
 
 
-async def run_workers(settings: Settings) -> None:
-    from spacehub.platform.app import connect_runtime
+async def run_workers(settings: "Settings") -> None:
+    from spacehub.platform.app import connect_runtime, prepare_database
+    from spacehub.platform.context import Platform
+    from spacehub.platform.worker import run_build_worker, worker_name
 
     stop = _stop_event()
     platform = Platform.from_settings(settings)

@@ -19,7 +19,7 @@ class BuildPlan:
 
 
 def plan_build(source: Path, default_sdk: str | None) -> BuildPlan:
-    """Raise InvalidConfig (→ CONFIG_ERROR) or NoAppFile (→ NO_APP_FILE) when nothing can be built."""
+    """Raise InvalidConfig (CONFIG_ERROR) or NoAppFile (NO_APP_FILE) when nothing can be built."""
     readme = _read_text(source / "README.md")
     config = parse_space_config(readme, default_sdk)
     app_file = config.effective_app_file

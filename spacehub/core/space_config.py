@@ -79,7 +79,7 @@ class SpaceConfig(BaseModel):
 
     @property
     def effective_app_file(self) -> str:
-        """The file whose absence means NO_APP_FILE: the app file, or the docker SDK's Dockerfile."""
+        """The file whose absence means NO_APP_FILE: the app file, or a docker SDK's Dockerfile."""
         if self.sdk == "docker":
             return "Dockerfile"
         return self.app_file or DEFAULT_APP_FILE[self.sdk]

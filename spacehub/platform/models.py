@@ -68,7 +68,9 @@ class Space(SQLModel, table=True):
     release_ref: str | None = None
     release_kind: str | None = Field(default=None, max_length=16)
     app_port: int = 7860
-    instance_state: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    instance_state: dict | None = Field(
+        default=None, sa_column=Column(JSON(none_as_null=True), nullable=True)
+    )
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

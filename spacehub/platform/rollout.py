@@ -62,6 +62,10 @@ def app_environment(platform: Platform, session: Session, space: Space) -> dict[
         "SYSTEM": "spaces",
         "GRADIO_SERVER_NAME": "0.0.0.0",
         "GRADIO_SERVER_PORT": "7860",
+        # Gradio answers under both / and this prefix, and builds its public root from
+        # X-Forwarded-Host plus this prefix: the path form and the subdomain form both work.
+        "GRADIO_ROOT_PATH": f"/apps/{owner.name}/{space.name}",
+        "GRADIO_ANALYTICS_ENABLED": "False",
     }
     env.update({row.key: row.value for row in secrets.list_variables(session, space)})
     env.update(secrets.secret_values(session, platform.secret_box, space))

@@ -1,6 +1,7 @@
 """Background care of running spaces: crash restarts with backoff, and re-adoption on start."""
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -16,7 +17,6 @@ from spacehub.platform.rollout import (
     instance_state,
     log_tail,
     publish_route,
-    wait_until_answers,
 )
 from spacehub.platform.services.spaces import set_stage
 from spacehub.runtime.base import InstanceState
@@ -24,13 +24,16 @@ from spacehub.runtime.base import InstanceState
 log = logging.getLogger(__name__)
 WATCH_SECONDS = 1.0
 FIRST_BACKOFF_SECONDS = 1.0
-RESTART_HEALTH_TIMEOUT = 120
+
+
+STABLE_SECONDS = 30.0
 
 
 @dataclass
 class CrashRecord:
     failures: int = 0
     next_try: float = 0.0
+    restarted_at: float = 0.0
 
 
 async def adopt_instances(platform: Platform) -> None:
@@ -64,10 +67,8 @@ async def watch_crashes(platform: Platform, stop: asyncio.Event) -> None:
             await _check_instances(platform, records)
         except Exception:
             log.exception("crash watch failed; trying again")
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), WATCH_SECONDS)
-        except TimeoutError:
-            pass
 
 
 async def _check_instances(platform: Platform, records: dict[int, CrashRecord]) -> None:
@@ -77,11 +78,18 @@ async def _check_instances(platform: Platform, records: dict[int, CrashRecord]) 
     with session_scope(platform.engine) as session:
         spaces = session.exec(select(Space).where(col(Space.instance_state).is_not(None))).all()
     for space in spaces:
-        if space.stage in (Stage.PAUSED, Stage.DELETING, Stage.RUNTIME_ERROR):
+        if space.instance_state is None or space.stage in (
+            Stage.PAUSED,
+            Stage.DELETING,
+            Stage.RUNTIME_ERROR,
+        ):
             continue
         instance = instance_from_state(space.instance_state)
         status = await runtime.status(instance)
+        record = records.get(space.id)
         if status.state == InstanceState.RUNNING:
+            if record is not None and time.monotonic() - record.restarted_at > STABLE_SECONDS:
+                del records[space.id]  # up long enough: the next crash starts a fresh backoff
             continue
         record = records.setdefault(space.id, CrashRecord())
         if time.monotonic() < record.next_try:
@@ -93,7 +101,8 @@ async def _check_instances(platform: Platform, records: dict[int, CrashRecord]) 
             records.pop(space.id, None)
             continue
         record.failures += 1
-        record.next_try = time.monotonic() + FIRST_BACKOFF_SECONDS * 2 ** (record.failures - 1)
+        record.restarted_at = time.monotonic()
+        record.next_try = record.restarted_at + FIRST_BACKOFF_SECONDS * 2 ** (record.failures - 1)
         log.warning("restarting %s after a crash (%d)", instance.space_id, record.failures)
         restarted = await runtime.restart(instance)
         with session_scope(platform.engine) as session:
@@ -104,26 +113,6 @@ async def _check_instances(platform: Platform, records: dict[int, CrashRecord]) 
             session.add(row)
             session.commit()
             publish_route(platform, session, row)
-        asyncio.ensure_future(_forget_when_healthy(platform, restarted, records, space.id))
-
-
-async def _forget_when_healthy(platform, instance, records, space_id) -> None:
-    try:
-        await wait_until_answers(platform, instance, RESTART_HEALTH_TIMEOUT)
-    except Exception:  # a crash again: the watch loop counts it
-        return
-    await asyncio.sleep(10)
-    if (
-        space_id in records
-        and records[space_id].failures
-        and await _still_running(platform, instance)
-    ):
-        records.pop(space_id, None)
-
-
-async def _still_running(platform: Platform, instance) -> bool:
-    assert platform.runtime is not None
-    return (await platform.runtime.status(instance)).state == InstanceState.RUNNING
 
 
 async def _give_up(platform: Platform, space_id: int, message: str) -> None:

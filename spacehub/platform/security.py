@@ -1,7 +1,6 @@
 """Tokens, passwords and secret values: hashing and encryption in one place."""
 
 import hashlib
-import hmac
 import secrets
 from pathlib import Path
 
@@ -33,14 +32,6 @@ def verify_password(password_hash: str, password: str) -> bool:
         return _passwords.verify(password_hash, password)
     except VerificationError:
         return False
-
-
-def sign(secret: bytes, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
-
-
-def verify_signature(secret: bytes, body: bytes, signature: str) -> bool:
-    return hmac.compare_digest(sign(secret, body), signature)
 
 
 def load_or_create_key(path: Path, make: bytes) -> bytes:

@@ -28,8 +28,8 @@ class Settings(BaseSettings):
     )
     wildcard_dns: bool = Field(
         default=False,
-        description="Whether *.APPS_DOMAIN resolves for non-browser clients; then space_info().host "
-        "is the subdomain form, else the path form.",
+        description="Whether *.APPS_DOMAIN resolves for non-browser clients; then "
+        "space_info().host is the subdomain form, else the path form.",
     )
     database_url: str | None = Field(
         default=None,
@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     )
     secret_key: SecretStr | None = Field(
         default=None,
-        description="Key (Fernet, base64) encrypting secrets at rest; default: generated in DATA_DIR.",
+        description="Fernet key (base64) encrypting secrets at rest; default: made in DATA_DIR.",
     )
     max_push_bytes: int = Field(
         default=200 * MIB, description="Largest accepted git push, in bytes."

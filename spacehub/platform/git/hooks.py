@@ -9,19 +9,22 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from spacehub.platform.security import sign
-from spacehub.platform.settings import Settings
+from spacehub.platform.signatures import sign
+
+if TYPE_CHECKING:  # the hook runs inside every push: keep its imports light
+    from spacehub.platform.settings import Settings
 
 WEBHOOK_PATH = "/internal/hooks/push"
 SIGNATURE_HEADER = "X-Spacehub-Signature"
 
 
-def hooks_dir(settings: Settings) -> Path:
+def hooks_dir(settings: "Settings") -> Path:
     return settings.run_dir / "hooks"
 
 
-def install_hooks(settings: Settings) -> None:
+def install_hooks(settings: "Settings") -> None:
     """Write the hook that runs this interpreter's spacehub (paths change between installs)."""
     directory = hooks_dir(settings)
     directory.mkdir(parents=True, exist_ok=True)
@@ -30,7 +33,7 @@ def install_hooks(settings: Settings) -> None:
     script.chmod(0o755)
 
 
-def hook_environment(settings: Settings, space_id: str) -> dict[str, str]:
+def hook_environment(settings: "Settings", space_id: str) -> dict[str, str]:
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "SPACEHUB_HOOK_SOCKET": str(settings.control_socket.resolve()),

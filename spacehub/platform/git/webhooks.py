@@ -10,8 +10,8 @@ from spacehub.platform.deps import PlatformDep, SessionDep
 from spacehub.platform.git.hooks import SIGNATURE_HEADER, WEBHOOK_PATH
 from spacehub.platform.git.repos import DEFAULT_BRANCH, head_commit, repo_path
 from spacehub.platform.models import utcnow
-from spacehub.platform.security import verify_signature
 from spacehub.platform.services import builds, spaces
+from spacehub.platform.signatures import verify_signature
 
 router = APIRouter()
 

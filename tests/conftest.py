@@ -1,0 +1,218 @@
+"""Real parts through fixtures: a running `spacehub serve`, real git, the real Docker engine."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "examples"
+IN_CI = os.environ.get("CI") == "true"
+ADMIN_TOKEN = "hf_testadmintokenXXXXXXXXXXXXXXXXXXXX"
+
+
+def docker_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=5).ping()
+    except Exception:
+        return False
+    return True
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Outside CI, tests that need Docker are skipped when no engine answers; in CI they fail."""
+    needs_docker = [item for item in items if item.get_closest_marker("docker")]
+    if IN_CI or not needs_docker or docker_answers():
+        return
+    for item in needs_docker:
+        item.add_marker(pytest.mark.skip(reason="no Docker engine answers"))
+
+
+@pytest.fixture(autouse=True)
+def _docker_is_required_in_ci(request: pytest.FixtureRequest) -> None:
+    if IN_CI and request.node.get_closest_marker("docker") and not docker_answers():
+        pytest.fail("CI=true and no Docker engine answers: tests marked docker must run in CI")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(check: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
+    """Poll `check` until it returns something truthy; fail with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except Exception as error:  # the thing polled may not be up yet
+            last_error = error
+        time.sleep(interval)
+    raise AssertionError(
+        f"timed out after {timeout:.0f} s waiting for {what} (last error: {last_error})"
+    )
+
+
+@dataclass
+class Platform:
+    """A running `spacehub serve` in a subprocess."""
+
+    url: str
+    port: int
+    data_dir: Path
+    process: subprocess.Popen
+    log_path: Path
+    token: str = ADMIN_TOKEN
+    env: dict[str, str] = field(default_factory=dict)
+
+    def api(self, token: str | None = ADMIN_TOKEN) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+    def git_url(self, space_id: str, token: str | None = ADMIN_TOKEN) -> str:
+        credentials = f"user:{token}@" if token else ""
+        return f"http://{credentials}127.0.0.1:{self.port}/spaces/{space_id}"
+
+    def create_space(
+        self, name: str, sdk: str = "static", private: bool = False, token: str = ADMIN_TOKEN
+    ) -> str:
+        with self.api(token) as client:
+            answer = client.post(
+                "/api/repos/create",
+                json={"name": name, "type": "space", "sdk": sdk, "private": private},
+            )
+        assert answer.status_code == 200, answer.text
+        return f"{name}" if "/" in name else f"admin/{name}"
+
+    def runtime(self, space_id: str) -> dict:
+        with self.api() as client:
+            answer = client.get(f"/api/spaces/{space_id}/runtime")
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def wait_stage(self, space_id: str, stages: set[str], timeout: float = 60) -> dict:
+        return wait_for(
+            lambda: (runtime := self.runtime(space_id))["stage"] in stages and runtime,
+            timeout,
+            f"{space_id} to reach {stages}",
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def start_platform(data_dir: Path, port: int | None = None, **settings: str) -> Platform:
+    port = port or free_port()
+    env = {
+        **os.environ,
+        "SPACEHUB_DATA_DIR": str(data_dir),
+        "SPACEHUB_PORT": str(port),
+        "SPACEHUB_ADMIN_TOKEN": ADMIN_TOKEN,
+        **{f"SPACEHUB_{key.upper()}": value for key, value in settings.items()},
+    }
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / "serve.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "spacehub", "serve"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    platform = Platform(
+        url=f"http://127.0.0.1:{port}",
+        port=port,
+        data_dir=data_dir,
+        process=process,
+        log_path=log_path,
+        env=env,
+    )
+
+    def up() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"spacehub serve exited:\n{platform.log()}")
+        return httpx.get(f"{platform.url}/api/spaces", timeout=2).status_code == 200
+
+    wait_for(up, 60, "spacehub serve to answer")
+    return platform
+
+
+@pytest.fixture
+def platform(tmp_path: Path) -> Iterator[Platform]:
+    running = start_platform(tmp_path / "data")
+    yield running
+    code = running.stop()
+    assert code == 0, f"spacehub serve did not stop cleanly (exit {code}):\n{running.log()}"
+
+
+def git(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_AUTHOR_NAME": "Test",
+        "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "Test",
+        "GIT_COMMITTER_EMAIL": "test@example.com",
+    }
+    result = subprocess.run(
+        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def make_checkout(directory: Path, files: dict[str, str] | Path) -> Path:
+    """A local repository on `main` holding `files` (a mapping, or a folder to copy)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    git("init", "--quiet", "--initial-branch=main", cwd=directory)
+    if isinstance(files, Path):
+        shutil.copytree(files, directory, dirs_exist_ok=True)
+    else:
+        write_files(directory, files)
+    git("add", "-A", cwd=directory)
+    git("commit", "--quiet", "-m", "first", cwd=directory)
+    return directory
+
+
+def write_files(directory: Path, files: dict[str, str]) -> None:
+    for name, content in files.items():
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+
+
+def commit_all(directory: Path, message: str) -> str:
+    git("add", "-A", cwd=directory)
+    git("commit", "--quiet", "--allow-empty", "-m", message, cwd=directory)
+    return git("rev-parse", "HEAD", cwd=directory).stdout.strip()
+
+
+def push(platform: Platform, directory: Path, space_id: str, *extra: str, token: str = ADMIN_TOKEN):
+    return git(
+        "push", *extra, platform.git_url(space_id, token), "main", cwd=directory, check=False
+    )
