@@ -62,6 +62,7 @@ class Space(SQLModel, table=True):
     error_message: str | None = None
     sleep_time: int = -1
     hardware: str = "cpu-basic"
+    storage: str | None = Field(default=None, max_length=16)
     card_data: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     head_commit: str | None = Field(default=None, max_length=40)
     current_commit: str | None = Field(default=None, max_length=40)

@@ -85,6 +85,7 @@ def app_spec(platform: Platform, session: Session, space: Space, artifact: Artif
         port=space.app_port,
         limits=Limits(cpus=hardware.cpus, memory_bytes=memory, pids=hardware.pids),
         env=app_environment(platform, session, space),
+        persistent_storage=space.storage is not None,
     )
 
 

@@ -3,7 +3,8 @@ FROM python:3.11-slim AS system
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ffmpeg libgl1 \
  && rm -rf /var/lib/apt/lists/*
-RUN useradd --create-home --uid 1000 user
+# /data belongs to the app's user so that a persistent volume mounted there starts writable.
+RUN useradd --create-home --uid 1000 user && mkdir -p /data && chown 1000:1000 /data
 
 # The CA bundle, package index and build secrets exist in this stage only: the final stage
 # copies the installed environment, never them, and this stage's history is not its history.

@@ -1,6 +1,7 @@
 # Rendered by spacehub for a gradio space.
 FROM python:3.11-slim AS system
-RUN useradd --create-home --uid 1000 user
+# /data belongs to the app's user so that a persistent volume mounted there starts writable.
+RUN useradd --create-home --uid 1000 user && mkdir -p /data && chown 1000:1000 /data
 
 # The CA bundle, package index and build secrets exist in this stage only: the final stage
 # copies the installed environment, never them, and this stage's history is not its history.

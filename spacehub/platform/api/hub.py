@@ -40,6 +40,7 @@ class CreateRepo(BaseModel):
     visibility: Literal["public", "private", "protected"] | None = None
     hardware: str | None = None
     sleep_time: int | None = Field(default=None, alias="sleepTimeSeconds")
+    storage: Literal["small", "medium", "large"] | None = Field(default=None, alias="storageTier")
     secrets: list[KeyValue] = []
     variables: list[KeyValue] = []
 
@@ -63,6 +64,10 @@ class SleepTime(BaseModel):
 class Hardware(BaseModel):
     flavor: str
     sleep_time: int | None = Field(default=None, alias="sleepTimeSeconds")
+
+
+class Storage(BaseModel):
+    tier: Literal["small", "medium", "large"]
 
 
 class ValidateYaml(BaseModel):
@@ -111,6 +116,7 @@ async def create_repo(
         private=private,
         hardware=body.hardware,
         sleep_time=body.sleep_time,
+        storage=body.storage,
     )
     for item in body.secrets:
         secrets.upsert_secret(
@@ -233,6 +239,22 @@ def request_hardware(
     space.hardware = flavor(body.flavor).name
     if body.sleep_time is not None:
         space.sleep_time = body.sleep_time
+    _save(session, space)
+    return runtime_json(platform.settings, space)
+
+
+@router.post("/spaces/{owner}/{name}/storage")
+def request_storage(
+    owner: str,
+    name: str,
+    body: Storage,
+    caller: CallerDep,
+    session: SessionDep,
+    platform: PlatformDep,
+):
+    """Persistent storage: a /data volume that outlives deploys, mounted from the next start."""
+    space = _writable_space(session, caller, owner, name)
+    space.storage = body.tier
     _save(session, space)
     return runtime_json(platform.settings, space)
 

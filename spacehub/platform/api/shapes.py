@@ -27,7 +27,7 @@ def runtime_json(settings: Settings, space: Space) -> dict:
     answer: dict = {
         "stage": str(space.stage),
         "hardware": {"current": space.hardware if serving else None, "requested": space.hardware},
-        "storage": None,
+        "storage": space.storage,
         "gcTimeout": space.sleep_time if space.sleep_time > 0 else None,
         "replicas": {"current": 1 if serving else 0, "requested": 1},
         "devMode": False,

@@ -20,6 +20,7 @@ def create_space(
     private: bool = False,
     hardware: str | None = None,
     sleep_time: int | None = None,
+    storage: str | None = None,
 ) -> Space:
     validate_name(name, "space name")
     if sdk not in SDKS:
@@ -42,6 +43,7 @@ def create_space(
         private=private,
         hardware=hardware or DEFAULT_FLAVOR,
         sleep_time=-1 if sleep_time is None else sleep_time,
+        storage=storage,
         stage=Stage.NO_APP_FILE,
         card_data={"sdk": sdk},
     )
