@@ -16,7 +16,7 @@ from spacehub.platform.db import migrate, session_scope
 from spacehub.platform.errors import install_error_handlers
 from spacehub.platform.git import http_backend, webhooks
 from spacehub.platform.limits import BodySizeLimit
-from spacehub.platform.scheduler import adopt_instances, watch_crashes
+from spacehub.platform.scheduler import adopt_instances, watch_spaces
 from spacehub.platform.services import accounts, builds
 from spacehub.platform.settings import Settings
 from spacehub.platform.worker import run_build_worker, worker_name
@@ -39,7 +39,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
             asyncio.create_task(run_build_worker(platform, worker_name(index), stop))
             for index in range(settings.build_workers)
         ]
-        tasks.append(asyncio.create_task(watch_crashes(platform, stop)))
+        tasks.append(asyncio.create_task(watch_spaces(platform, stop)))
         try:
             yield
         finally:

@@ -12,6 +12,7 @@ from fastapi.templating import Jinja2Templates
 
 from spacehub.core.errors import SpacehubError
 from spacehub.core.stages import Stage
+from spacehub.platform.api.shapes import space_url
 from spacehub.platform.deps import PlatformDep, SessionDep, bearer_token
 from spacehub.platform.services import accounts, spaces
 from spacehub.platform.services.builds import is_serving
@@ -37,6 +38,30 @@ IN_PROGRESS = {
     Stage.RUNNING_BUILDING,
     Stage.RUNNING_APP_STARTING,
 }
+
+
+@router.get("/spaces/{owner}/{name}")
+def space_page(
+    owner: str, name: str, request: Request, session: SessionDep, platform: PlatformDep
+) -> Response:
+    """The space's page: what a browser gets at the same URL git clones."""
+    try:
+        caller = accounts.caller_for_token(session, bearer_token(request))
+        space = spaces.visible_space(session, caller, owner, name)
+    except SpacehubError:
+        return _not_found()
+    return templates.TemplateResponse(
+        request,
+        "space.html",
+        {
+            "space_id": f"{owner}/{name}",
+            "title": space.card_data.get("title") or name,
+            "emoji": space.card_data.get("emoji") or "",
+            "stage": str(space.stage),
+            "clone_url": space_url(platform.settings, owner, name),
+            "app_url": f"/apps/{owner}/{name}/",
+        },
+    )
 
 
 @router.api_route("/apps/{owner}/{name}/{path:path}", methods=["GET", "HEAD"])

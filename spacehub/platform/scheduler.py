@@ -5,13 +5,14 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlmodel import col, select
 
 from spacehub.core.stages import Stage
 from spacehub.platform.context import Platform
 from spacehub.platform.db import session_scope
-from spacehub.platform.models import Space
+from spacehub.platform.models import Space, utcnow
 from spacehub.platform.rollout import (
     instance_from_state,
     instance_state,
@@ -59,16 +60,30 @@ async def adopt_instances(platform: Platform) -> None:
             publish_route(platform, session, space)
 
 
-async def watch_crashes(platform: Platform, stop: asyncio.Event) -> None:
-    """Restart exited instances with exponential backoff; give up with RUNTIME_ERROR."""
+async def watch_spaces(platform: Platform, stop: asyncio.Event) -> None:
+    """Restart crashed instances with backoff, and pick up releases other workers rolled out."""
     records: dict[int, CrashRecord] = {}
+    synced_at = utcnow()
     while not stop.is_set():
         try:
+            synced_at = _sync_routes(platform, synced_at)
             await _check_instances(platform, records)
         except Exception:
-            log.exception("crash watch failed; trying again")
+            log.exception("watching spaces failed; trying again")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), WATCH_SECONDS)
+
+
+def _sync_routes(platform: Platform, since: datetime) -> datetime:
+    """Republish the routes of spaces changed since `since` (a `spacehub worker` may have)."""
+    now = utcnow()
+    with session_scope(platform.engine) as session:
+        changed = session.exec(
+            select(Space).where(Space.updated_at >= since - timedelta(seconds=2))
+        ).all()
+        for space in changed:
+            publish_route(platform, session, space)
+    return now
 
 
 async def _check_instances(platform: Platform, records: dict[int, CrashRecord]) -> None:
