@@ -7,7 +7,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _run(coroutine) -> None:
+def _run(coroutine: Coroutine[object, object, None]) -> None:
     try:
         import uvloop
     except ImportError:

@@ -7,6 +7,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, event
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlmodel import Session, create_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -20,7 +21,7 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def _tune_sqlite(connection, _record) -> None:
+def _tune_sqlite(connection: DBAPIConnection, _record: object) -> None:
     cursor = connection.cursor()
     # WAL lets the proxy-side readers and the build worker proceed while a write commits.
     cursor.execute("PRAGMA journal_mode=WAL")

@@ -7,6 +7,7 @@ from anyio import to_thread
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import Session
 
 from spacehub.core.errors import InvalidConfig, InvalidInput, Unauthorized
 from spacehub.core.hardware import flavor
@@ -16,7 +17,7 @@ from spacehub.platform.api.shapes import hardware_json, runtime_json, space_json
 from spacehub.platform.build_logs import hub_timestamp
 from spacehub.platform.deps import CallerDep, PlatformDep, SessionDep
 from spacehub.platform.git.repos import list_files, repo_path
-from spacehub.platform.models import Space
+from spacehub.platform.models import Space, User
 from spacehub.platform.services import accounts, secrets, spaces
 from spacehub.platform.services.accounts import Caller
 
@@ -334,7 +335,7 @@ def telemetry(rest: str) -> Response:
     return Response(status_code=204)
 
 
-def _acting_owner(session, caller: Caller, organization: str | None):
+def _acting_owner(session: Session, caller: Caller, organization: str | None) -> User:
     if caller.user is None:
         raise Unauthorized("a token is required: send it as 'Authorization: Bearer <token>'")
     owner = accounts.user_by_name(session, organization) if organization else caller.user
@@ -342,13 +343,13 @@ def _acting_owner(session, caller: Caller, organization: str | None):
     return owner
 
 
-def _writable_space(session, caller: Caller, owner: str, name: str) -> Space:
+def _writable_space(session: Session, caller: Caller, owner: str, name: str) -> Space:
     space = spaces.visible_space(session, caller, owner, name)
     accounts.require_write(session, caller, spaces.owner_of(session, space))
     return space
 
 
-def _variables(session, space: Space) -> dict:
+def _variables(session: Session, space: Space) -> dict:
     return {
         row.key: {
             "value": row.value,
@@ -359,7 +360,7 @@ def _variables(session, space: Space) -> dict:
     }
 
 
-def _save(session, space: Space) -> None:
+def _save(session: Session, space: Space) -> None:
     session.add(space)
     session.commit()
     session.refresh(space)

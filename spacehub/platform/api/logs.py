@@ -6,6 +6,7 @@ from pathlib import Path
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
+from sqlmodel import Session
 
 from spacehub.platform.build_logs import follow_log, log_event
 from spacehub.platform.context import Platform
@@ -14,6 +15,7 @@ from spacehub.platform.deps import CallerDep, PlatformDep, SessionDep
 from spacehub.platform.models import Build, BuildStatus, Space
 from spacehub.platform.rollout import instance_from_state
 from spacehub.platform.services import accounts, builds, spaces
+from spacehub.platform.services.accounts import Caller
 
 router = APIRouter(prefix="/api")
 # Keep-alives sparser than huggingface_hub's 5 s read timeout, or fetch_space_logs never returns.
@@ -35,7 +37,7 @@ def run_logs(owner: str, name: str, caller: CallerDep, session: SessionDep, plat
     return _sse(_run_events(platform, space))
 
 
-def _loggable_space(session, caller, owner: str, name: str) -> Space:
+def _loggable_space(session: Session, caller: Caller, owner: str, name: str) -> Space:
     space = spaces.visible_space(session, caller, owner, name)
     accounts.require_write(session, caller, spaces.owner_of(session, space))
     return space
