@@ -107,7 +107,13 @@ async def serve_platform(settings: "Settings") -> None:
     socket_path.parent.mkdir(parents=True, exist_ok=True)
     socket_path.unlink(missing_ok=True)
     server = QuietServer(
-        uvicorn.Config(app, uds=str(socket_path), log_level="warning", timeout_graceful_shutdown=10)
+        uvicorn.Config(
+            app,
+            uds=str(socket_path),
+            log_level="warning",
+            timeout_graceful_shutdown=10,
+            date_header=False,  # FreshDateHeader sets it per response
+        )
     )
     serving = asyncio.create_task(server.serve())
     while not server.started:

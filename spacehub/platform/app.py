@@ -4,9 +4,11 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from email.utils import formatdate
 
 from anyio import to_thread
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from spacehub.platform import apps_pages
 from spacehub.platform.api import hub
@@ -49,6 +51,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app = FastAPI(title="spacehub", lifespan=lifespan)
     app.state.platform = platform
     app.add_middleware(BodySizeLimit, limit=settings.max_request_bytes)
+    app.add_middleware(FreshDateHeader)
     install_error_handlers(app)
     app.include_router(hub.router)
     app.include_router(logs_api.router)
@@ -56,6 +59,33 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.include_router(http_backend.router)
     app.include_router(apps_pages.router)
     return app
+
+
+class FreshDateHeader:
+    """A `Date` made per response; serve it with uvicorn's own `date_header=False`.
+
+    uvicorn refreshes its Date once a second, so it lags by up to 2 s; huggingface_hub's
+    `fetch_space_logs()` stops at the first event stamped more than 1 s after Date, and so
+    returned nothing for a build that had just finished.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_date(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == b"date" for name, _ in headers):
+                    headers.append((b"date", formatdate(usegmt=True).encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_date)
 
 
 def prepare_database(platform: Platform) -> None:
