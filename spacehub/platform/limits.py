@@ -1,5 +1,6 @@
 """A cap on request bodies, counted as they stream (a lying Content-Length does not help)."""
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from spacehub.platform.errors import error_response
@@ -37,8 +38,14 @@ class BodySizeLimit:
         return f"request body over the limit of {self.limit} bytes"
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    """An HTTPException so that FastAPI, reading a body, passes it on instead of answering 400."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(413, message)
+
+    def __str__(self) -> str:
+        return str(self.detail)
 
 
 def _is_git(path: str) -> bool:
