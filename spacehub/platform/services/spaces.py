@@ -100,6 +100,8 @@ def delete_space(session: Session, space: Space) -> None:
     for model in (Build, Secret, Variable):
         for row in session.exec(select(model).where(model.space_id == space.id)):
             session.delete(row)
+    # No ORM relationships tell the flush to delete the rows pointing at the space first.
+    session.flush()
     session.delete(space)
     session.commit()
 
