@@ -4,7 +4,7 @@ import itertools
 import json
 import os
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -144,6 +144,7 @@ def test_space_info_before_any_push(api: HfApi, hub: Platform) -> None:
     assert info.host == f"{hub.url}/apps/admin/{name}/"
     assert info.runtime is not None and info.runtime.stage == "NO_APP_FILE"
     assert isinstance(info.last_modified, datetime)
+    assert abs(info.last_modified - datetime.now(UTC)) < timedelta(minutes=5)
     assert isinstance(info.created_at, datetime)
     assert api.get_space_runtime(space_id).stage == "NO_APP_FILE"
     with hub.api() as client:
