@@ -263,3 +263,34 @@ def test_requeue_interrupted_only_touches_the_workers_named(session: Session, ow
     assert builds_by_status(session, theirs) == {"running": [C1]}
     assert builds.requeue_interrupted(session) == 1
     assert builds.requeue_interrupted(session) == 0
+
+
+def test_concurrent_enqueues_leave_one_queued_build(
+    engine: Engine,  # noqa: F811
+    session: Session,
+    owner: User,
+) -> None:
+    space = new_space(session, owner)
+    for round_number in range(10):
+        barrier = threading.Barrier(2)
+        errors: list[Exception] = []
+
+        def push(commit: str, barrier: threading.Barrier = barrier, errors: list = errors) -> None:
+            try:
+                with session_scope(engine) as own:
+                    mine = own.get(Space, space.id)
+                    barrier.wait()
+                    builds.enqueue(own, mine, commit)
+            except Exception as error:
+                errors.append(error)
+
+        threads = [threading.Thread(target=push, args=(commit,)) for commit in (C1, C2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == [], f"round {round_number}: {errors}"
+        queued = session.exec(
+            select(Build).where(Build.space_id == space.id, Build.status == BuildStatus.QUEUED)
+        ).all()
+        assert len(queued) == 1, f"round {round_number}: {[build.commit for build in queued]}"

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from spacehub.core.stages import Stage
@@ -84,6 +84,17 @@ class BuildStatus(StrEnum):
 
 
 class Build(SQLModel, table=True):
+    # At most one queued build per space, even with several processes enqueueing at once.
+    __table_args__ = (
+        Index(
+            "ix_build_one_queued_per_space",
+            "space_id",
+            unique=True,
+            sqlite_where=text("status = 'QUEUED'"),
+            postgresql_where=text("status = 'QUEUED'"),
+        ),
+    )
+
     id: int | None = Field(default=None, primary_key=True)
     space_id: int = Field(foreign_key="space.id", index=True)
     commit: str = Field(max_length=40)

@@ -5,6 +5,8 @@ import logging
 import os
 import shutil
 import socket
+from dataclasses import dataclass
+from pathlib import Path
 
 from anyio import to_thread
 
@@ -16,7 +18,7 @@ from spacehub.core.stages import Stage, building_stage
 from spacehub.platform.build_logs import LogWriter
 from spacehub.platform.context import Platform
 from spacehub.platform.db import session_scope
-from spacehub.platform.git.repos import export_commit, repo_path
+from spacehub.platform.git.repos import export_commit, head_commit, repo_path
 from spacehub.platform.models import Build, Space
 from spacehub.platform.rollout import StartFailed, roll_out
 from spacehub.platform.services import builds, secrets
@@ -54,91 +56,104 @@ async def run_build_worker(platform: Platform, name: str, stop: asyncio.Event) -
             _fail(platform, build, Stage.BUILD_ERROR, f"internal error: {error}")
 
 
+@dataclass(frozen=True)
+class BuildJob:
+    """What one claimed build needs, read from the database once."""
+
+    build: Build
+    space_id: int
+    space_name: str
+    label: str
+    sdk: str
+    repo: Path
+    workdir: Path
+    build_args: dict[str, str]
+    build_secrets: dict[str, str]
+    log: LogWriter
+
+
 async def process_build(platform: Platform, build: Build) -> None:
-    settings = platform.settings
-    with session_scope(platform.engine) as session:
-        space = session.get(Space, build.space_id)
-        assert space is not None
-        owner = owner_of(session, space)
-        build_args = {row.key: row.value for row in secrets.list_variables(session, space)}
-        build_secrets = secrets.secret_values(session, platform.secret_box, space)
-    writer = LogWriter(settings.logs_dir / "builds" / f"{build.id}.log")
-    with session_scope(platform.engine) as session:
-        row = session.get(Build, build.id)
-        assert row is not None
-        row.log_path = str(writer.path)
-        session.add(row)
-        session.commit()
-    workdir = settings.data_dir / "work" / str(build.id)
-    with session_scope(platform.engine) as session:
-        space = session.get(Space, build.space_id)
-        assert space is not None
-        set_stage(session, space, building_stage(builds.is_serving(space)))
+    job = await _prepare(platform, build)
+    if job is None:
+        return
     try:
-        writer.write(f"Building {owner.name}/{space.name} at commit {build.commit}")
-        repo = repo_path(settings.repos_dir, owner.name, space.name)
-        await to_thread.run_sync(export_commit, repo, build.commit, workdir)
+        job.log.write(f"Building {job.space_name} at commit {job.build.commit}")
+        await to_thread.run_sync(export_commit, job.repo, job.build.commit, job.workdir)
         try:
-            plan = await to_thread.run_sync(plan_build, workdir, space.sdk)
-        except InvalidConfig as error:
-            writer.write(f"Configuration error: {error.message}")
-            _fail(platform, build, Stage.CONFIG_ERROR, error.message)
+            plan = await to_thread.run_sync(plan_build, job.workdir, job.sdk)
+        except (InvalidConfig, NoAppFile) as error:
+            stage = Stage.CONFIG_ERROR if isinstance(error, InvalidConfig) else Stage.NO_APP_FILE
+            job.log.write(f"{stage}: {error.message}")
+            _fail(platform, job.build, stage, error.message)
             return
-        except NoAppFile as error:
-            writer.write(error.message)
-            _fail(platform, build, Stage.NO_APP_FILE, error.message)
-            return
-        _record_config(platform, space.id, plan)
-        artifact = await _build_artifact(
-            platform,
-            build,
-            plan,
-            workdir,
-            writer,
-            build_args,
-            build_secrets,
-            f"{owner.name}/{space.name}",
-            space.label,
-        )
+        _record_config(platform, job.space_id, plan)
+        artifact = await _build_artifact(platform, job, plan)
         if artifact is None:
             return
-        writer.write(
+        job.log.write(
             "Build finished; starting the app" if artifact.kind == "image" else "Release ready"
         )
         try:
-            await roll_out(platform, space.id, artifact, plan.config)
+            await roll_out(platform, job.space_id, artifact, plan.config)
         except StartFailed as error:
-            writer.write(f"Start failed: {error.reason}\n{error.log_tail}")
-            _fail_start(platform, build, f"{error.reason}\n{error.log_tail}".strip())
+            job.log.write(f"Start failed: {error.reason}\n{error.log_tail}")
+            _fail_start(platform, job.build, f"{error.reason}\n{error.log_tail}".strip())
             return
         with session_scope(platform.engine) as session:
-            builds.finish(session, session.get(Build, build.id))
-        writer.write("Live")
+            builds.finish(session, session.get(Build, job.build.id))
+        job.log.write("Live")
     finally:
-        await to_thread.run_sync(lambda: shutil.rmtree(workdir, ignore_errors=True))
+        await to_thread.run_sync(lambda: shutil.rmtree(job.workdir, ignore_errors=True))
 
 
-async def _build_artifact(
-    platform: Platform,
-    build: Build,
-    plan: BuildPlan,
-    workdir,
-    writer: LogWriter,
-    build_args: dict[str, str],
-    build_secrets: dict[str, str],
-    space_id: str,
-    label: str,
-) -> Artifact | None:
+async def _prepare(platform: Platform, build: Build) -> BuildJob | None:
+    """Follow the branch to its newest commit; None when that commit is live already."""
+    settings = platform.settings
+    log = LogWriter(settings.logs_dir / "builds" / f"{build.id}.log")
+    with session_scope(platform.engine) as session:
+        space = session.get(Space, build.space_id)
+        row = session.get(Build, build.id)
+        assert space is not None and row is not None
+        owner = owner_of(session, space)
+        repo = repo_path(settings.repos_dir, owner.name, space.name)
+        head = await to_thread.run_sync(head_commit, repo)
+        if head is not None and head != row.commit:
+            log.write(f"main moved to {head} since this build was queued: building it")
+            builds.retarget(session, row, head)
+        row.log_path = str(log.path)
+        session.add(row)
+        session.commit()
+        if row.commit == space.current_commit and not row.no_cache and builds.is_serving(space):
+            log.write(f"{row.commit} is live already")
+            builds.finish(session, row)
+            set_stage(session, space, Stage.RUNNING)
+            return None
+        set_stage(session, space, building_stage(builds.is_serving(space)))
+        return BuildJob(
+            build=row,
+            space_id=space.id,
+            space_name=f"{owner.name}/{space.name}",
+            label=space.label,
+            sdk=space.sdk,
+            repo=repo,
+            workdir=settings.data_dir / "work" / str(build.id),
+            build_args={row.key: row.value for row in secrets.list_variables(session, space)},
+            build_secrets=secrets.secret_values(session, platform.secret_box, space),
+            log=log,
+        )
+
+
+async def _build_artifact(platform: Platform, job: BuildJob, plan: BuildPlan) -> Artifact | None:
     settings = platform.settings
     if plan.config.sdk == "static":
-        releases = settings.releases_dir / label
-        return await to_thread.run_sync(build_static_release, workdir, releases, build.commit)
-    if platform.runtime is None:
-        message = (
-            "no container runtime: start a Docker engine to run gradio, streamlit and docker spaces"
+        releases = settings.releases_dir / job.label
+        return await to_thread.run_sync(
+            build_static_release, job.workdir, releases, job.build.commit
         )
-        writer.write(message)
-        _fail(platform, build, Stage.BUILD_ERROR, message)
+    if platform.runtime is None:
+        message = "no container runtime: start Docker to run gradio, streamlit and docker spaces"
+        job.log.write(message)
+        _fail(platform, job.build, Stage.BUILD_ERROR, message)
         return None
     from spacehub.builder.image import BuildFailed, ImageBuildOptions, build_image
 
@@ -146,25 +161,25 @@ async def _build_artifact(
         base_image=settings.base_image,
         ca_bundle=settings.build_ca_bundle,
         pip_index_url=settings.build_pip_index_url,
-        no_cache=build.no_cache,
+        no_cache=job.build.no_cache,
     )
     try:
         return await to_thread.run_sync(
             lambda: build_image(
                 plan,
-                workdir,
-                space_id=space_id,
-                label=label,
-                commit=build.commit,
-                build_args=build_args,
-                build_secrets=build_secrets,
+                job.workdir,
+                space_id=job.space_name,
+                label=job.label,
+                commit=job.build.commit,
+                build_args=job.build_args,
+                build_secrets=job.build_secrets,
                 options=options,
-                log=writer.write,
+                log=job.log.write,
             )
         )
     except BuildFailed as error:
-        writer.write(f"Build failed: {error}")
-        _fail(platform, build, Stage.BUILD_ERROR, f"{error}\n{writer.tail()}".strip())
+        job.log.write(f"Build failed: {error}")
+        _fail(platform, job.build, Stage.BUILD_ERROR, f"{error}\n{job.log.tail()}".strip())
         return None
 
 

@@ -1,12 +1,15 @@
 """The build queue in the database: one build at a time per space, newest commit wins."""
 
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from spacehub.core.errors import Conflict
 from spacehub.core.stages import Stage, building_stage
 from spacehub.platform.models import Build, BuildStatus, Space, utcnow
 
 INTERRUPTED = "interrupted by a platform restart"
+ENQUEUE_ATTEMPTS = 5
 NOT_SERVING = frozenset(
     {Stage.PAUSED, Stage.STOPPED, Stage.SLEEPING, Stage.RUNTIME_ERROR, Stage.DELETING}
 )
@@ -17,6 +20,16 @@ def enqueue(session: Session, space: Space, commit: str, *, no_cache: bool = Fal
 
     Returns the queued build, or None when that commit is already being built.
     """
+    for _ in range(ENQUEUE_ATTEMPTS):
+        try:
+            return _enqueue_once(session, space, commit, no_cache)
+        except IntegrityError:
+            # Another process queued a build for this space meanwhile: retarget that one.
+            session.rollback()
+    raise Conflict(f"could not queue a build of {commit}: the queue kept changing; push again")
+
+
+def _enqueue_once(session: Session, space: Space, commit: str, no_cache: bool) -> Build | None:
     queued = _build_of(session, space, BuildStatus.QUEUED)
     running = _build_of(session, space, BuildStatus.RUNNING)
     if queued is None and running is not None and running.commit == commit and not no_cache:
@@ -34,6 +47,13 @@ def enqueue(session: Session, space: Space, commit: str, *, no_cache: bool = Fal
     session.commit()
     session.refresh(queued)
     return queued
+
+
+def retarget(session: Session, build: Build, commit: str) -> None:
+    """A claimed build follows the branch: newer pushes may have landed since it was queued."""
+    build.commit = commit
+    session.add(build)
+    session.commit()
 
 
 def is_serving(space: Space) -> bool:
