@@ -223,6 +223,16 @@ def test_list_spaces_by_author_and_search(
     assert len(list(bob.list_spaces(author="bob", limit=2))) == 2
 
 
+def test_list_spaces_search_matches_underscores_literally(
+    hub: Platform, tokens: dict[str, str]
+) -> None:
+    owner = HfApi(endpoint=hub.url, token=tokens["carol"])
+    for name in ("under_score", "underXscore"):
+        owner.create_repo(f"carol/{name}", repo_type="space", space_sdk="static")
+    found = {space.id for space in owner.list_spaces(author="carol", search="under_s")}
+    assert found == {"carol/under_score"}
+
+
 def test_list_spaces_pages_with_an_absolute_link(hub: Platform, tokens: dict[str, str]) -> None:
     owner = HfApi(endpoint=hub.url, token=tokens["carol"])
     created = {f"carol/{new_name('paged')}" for _ in range(5)}

@@ -89,8 +89,10 @@ def list_visible_spaces(
     if author:
         statement = statement.where(User.name == author)
     if search:
-        pattern = f"%{search.lower()}%"
-        statement = statement.where(func.lower(User.name + "/" + Space.name).like(pattern))
+        # `_` is common in space names: match it literally, not as a LIKE wildcard.
+        escaped = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        name = func.lower(User.name + "/" + Space.name)
+        statement = statement.where(name.like(f"%{escaped}%", escape="\\"))
     rows = session.exec(statement.order_by(col(Space.updated_at).desc(), col(Space.id).desc()))
     visible = [(space, user) for space, user in rows if can_read(session, caller, space)]
     return visible[offset : offset + limit]
