@@ -1,6 +1,7 @@
 """Real parts through fixtures: a running `spacehub serve`, real git, the real Docker engine."""
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -10,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urljoin
 
 import httpx
 import pytest
@@ -36,6 +38,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     for item in needs_docker:
         item.add_marker(pytest.mark.skip(reason="no Docker engine answers"))
+
+
+FAILURE_NOTES = pytest.StashKey[list[tuple[str, Callable[[], str]]]]()
+
+
+def explain_failure(item: pytest.Item, title: str, explain: Callable[[], str]) -> None:
+    """On a failure of `item`, add `explain()` (a log, an inspect output) to its report."""
+    item.stash.setdefault(FAILURE_NOTES, []).append((title, explain))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type: ignore[no-untyped-def]
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and report.when in ("setup", "call"):
+        for title, explain in item.stash.get(FAILURE_NOTES, []):
+            try:
+                text = explain()
+            except Exception as error:  # explaining must not hide the failure itself
+                text = f"(could not be read: {error!r})"
+            report.sections.append((title, text))
 
 
 @pytest.fixture(autouse=True)
@@ -216,3 +239,60 @@ def push(platform: Platform, directory: Path, space_id: str, *extra: str, token:
     return git(
         "push", *extra, platform.git_url(space_id, token), "main", cwd=directory, check=False
     )
+
+
+@pytest.fixture(scope="module")
+def app_hosts_resolve() -> Iterator[None]:
+    """Resolve `*.localhost` to loopback in this process, as Chromium does by itself."""
+    original = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if isinstance(host, str) and host.endswith(".localhost"):
+            host = "127.0.0.1"
+        return original(host, *args, **kwargs)
+
+    socket.getaddrinfo = getaddrinfo
+    yield
+    socket.getaddrinfo = original
+
+
+def assert_page_and_its_script_load(client: httpx.Client, url: str) -> str:
+    """Fetch the page and the first script it names relative to itself, as a browser would."""
+    page = client.get(url)
+    assert page.status_code == 200
+    scripts = re.findall(r'src="(\./[^"]+\.js)"', page.text)
+    assert scripts, "the page names its scripts relative to itself"
+    assert client.get(urljoin(url, scripts[0])).status_code == 200
+    return page.text
+
+
+def assert_streamlit_session_renders(url: str, expected: str) -> None:
+    """Open Streamlit's WebSocket under the app `url` as a browser would, rerun, see `expected`.
+
+    The app checks Origin against Host: a foreign Origin is refused with 403, the page's own is
+    accepted, so the proxy must pass Host as the browser sent it.
+    """
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect as ws_connect
+
+    origin = url.split("/apps/")[0].rstrip("/")
+    stream = urljoin(url, "_stcore/stream").replace("http://", "ws://")
+    with pytest.raises(InvalidStatus) as refused:
+        ws_connect(stream, subprotocols=["streamlit"], origin="http://elsewhere.example")
+    assert refused.value.response.status_code == 403
+    with ws_connect(stream, subprotocols=["streamlit"], origin=origin) as ws:
+        assert ws.subprotocol == "streamlit"
+        rerun = BackMsg()
+        rerun.rerun_script.query_string = ""
+        rerun.rerun_script.page_script_hash = ""
+        ws.send(rerun.SerializeToString())
+        texts: list[str] = []
+        deadline = time.monotonic() + 20
+        while not any(expected in text for text in texts):
+            assert time.monotonic() < deadline, f"no rendered result; got {texts}"
+            message = ForwardMsg()
+            message.ParseFromString(ws.recv(timeout=20))
+            if message.WhichOneof("type") == "delta":
+                texts.append(str(message.delta))

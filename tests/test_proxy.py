@@ -3,7 +3,6 @@
 import hashlib
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -15,11 +14,11 @@ from urllib.parse import urljoin
 
 import httpx
 import pytest
-from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 from spacehub.platform.proxy import ProxyLimits
 from spacehub.platform.route_table import Route, Upstream
+from tests.conftest import assert_page_and_its_script_load, assert_streamlit_session_renders
 from tests.proxy_upstreams import GOOD_TOKEN, ProxyHarness, free_port
 
 LIMITS = ProxyLimits(header_timeout=1.0, idle_timeout=1.5, max_head_size=16 * 1024)
@@ -53,21 +52,6 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProxyHarness]:
 def client(harness: ProxyHarness) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=harness.url, timeout=10) as client:
         yield client
-
-
-@pytest.fixture(scope="module")
-def app_hosts_resolve() -> Iterator[None]:
-    """Resolve `*.localhost` to loopback in this process, as Chromium does by itself."""
-    original = socket.getaddrinfo
-
-    def getaddrinfo(host, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if isinstance(host, str) and host.endswith(".localhost"):
-            host = "127.0.0.1"
-        return original(host, *args, **kwargs)
-
-    socket.getaddrinfo = getaddrinfo
-    yield
-    socket.getaddrinfo = original
 
 
 def host(harness: ProxyHarness, label: str) -> str:
@@ -410,16 +394,6 @@ def app_url(harness: ProxyHarness, form: str, owner: str, name: str) -> str:
     return f"http://{owner}-{name}.localhost:{harness.proxy_port}/"
 
 
-def assert_page_and_its_script_load(client: httpx.Client, url: str) -> str:
-    """Fetch the page and the first script it names relative to itself, as a browser would."""
-    page = client.get(url)
-    assert page.status_code == 200
-    scripts = re.findall(r'src="(\./[^"]+\.js)"', page.text)
-    assert scripts, "the page names its scripts relative to itself"
-    assert client.get(urljoin(url, scripts[0])).status_code == 200
-    return page.text
-
-
 @pytest.mark.parametrize("form", ["path", "subdomain"])
 def test_gradio_client_predicts_through_the_proxy(harness, real_apps, app_hosts_resolve, form):
     from gradio_client import Client
@@ -446,30 +420,8 @@ def test_gradio_page_assets_and_config_use_a_public_root(
 def test_streamlit_page_health_and_session_through_the_proxy(
     harness, real_apps, app_hosts_resolve, form
 ):
-    from streamlit.proto.BackMsg_pb2 import BackMsg
-    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
-
     url = app_url(harness, form, "alice", "square")
     with httpx.Client(timeout=10) as client:
         assert "<title>Streamlit</title>" in assert_page_and_its_script_load(client, url)
         assert client.get(urljoin(url, "_stcore/health")).text == "ok"
-    origin = url.split("/apps/")[0].rstrip("/")
-    stream = urljoin(url, "_stcore/stream").replace("http://", "ws://")
-    # The app checks Origin against Host, so the proxy must pass Host as the browser sent it.
-    with pytest.raises(InvalidStatus) as refused:
-        ws_connect(stream, subprotocols=["streamlit"], origin="http://elsewhere.example")
-    assert refused.value.response.status_code == 403
-    with ws_connect(stream, subprotocols=["streamlit"], origin=origin) as ws:
-        assert ws.subprotocol == "streamlit"
-        rerun = BackMsg()
-        rerun.rerun_script.query_string = ""
-        rerun.rerun_script.page_script_hash = ""
-        ws.send(rerun.SerializeToString())
-        texts: list[str] = []
-        deadline = time.monotonic() + 20
-        while not any("squared is 49" in text for text in texts):
-            assert time.monotonic() < deadline, f"no rendered result; got {texts}"
-            message = ForwardMsg()
-            message.ParseFromString(ws.recv(timeout=20))
-            if message.WhichOneof("type") == "delta":
-                texts.append(str(message.delta))
+    assert_streamlit_session_renders(url, "squared is 49")
