@@ -12,7 +12,6 @@ from sqlmodel import Session
 from spacehub.core.errors import SpacehubError
 from spacehub.platform.context import Platform
 from spacehub.platform.deps import PlatformDep, SessionDep
-from spacehub.platform.errors import error_response
 from spacehub.platform.git.hooks import hook_environment, hooks_dir
 from spacehub.platform.models import Space, TokenRole
 from spacehub.platform.services import accounts, spaces
@@ -34,7 +33,7 @@ async def git_smart_http(
 ) -> Response:
     name = name.removesuffix(".git")
     if git_path not in GIT_PATHS:
-        return error_response(404, f"no such git endpoint: {git_path}")
+        return _refuse(404, f"no such git endpoint: {git_path}")
     service = request.query_params.get("service") or git_path
     pushing = service == "git-receive-pack"
     try:
@@ -52,8 +51,10 @@ async def git_smart_http(
         and declared.isdigit()
         and int(declared) > platform.settings.max_push_bytes
     ):
-        return error_response(
-            413, f"push over the limit of {platform.settings.max_push_bytes} bytes"
+        return _push_refused(
+            f"push over the limit of {platform.settings.max_push_bytes} bytes: "
+            "remove large files from the commits (or ask the admin to raise "
+            "SPACEHUB_MAX_PUSH_BYTES)"
         )
     return await _run_backend(platform, request, owner, name, git_path, caller)
 
@@ -78,27 +79,40 @@ def _deny(session: Session, caller: Caller, space: Space | None, pushing: bool) 
         # Anonymous callers are asked for credentials so that git retries with its token.
         if caller.user is None:
             return _challenge("authentication required")
-        return error_response(404, "Repository not found", "RepoNotFound")
+        return _refuse(404, "Repository not found", "RepoNotFound")
     if not pushing:
         return None
     if caller.user is None:
         return _challenge("a write token is required to push")
     if caller.role != TokenRole.WRITE:
-        return error_response(403, "this token is read-only: pushing needs a 'write' token")
+        return _refuse(403, "this token is read-only: pushing needs a 'write' token")
     try:
         accounts.require_write(session, caller, spaces.owner_of(session, space))
     except SpacehubError as error:
-        return error_response(403, error.message)
+        return _refuse(403, error.message)
     return None
 
 
+def _refuse(status: int, message: str, code: str | None = None) -> Response:
+    """An error git shows its user: git prints a text/plain body as "remote: …", never JSON."""
+    headers = {"X-Error-Code": code} if code else None
+    return Response(message + "\n", status_code=status, headers=headers, media_type="text/plain")
+
+
+def _push_refused(message: str) -> Response:
+    """Refuse a push in git's own protocol (sideband 3: fatal error) so that git prints it.
+
+    git never shows the body of a failed POST, only "RPC failed; HTTP 413".
+    """
+    line = b"\x03" + f"{message}\n".encode()
+    body = b"%04x" % (len(line) + 4) + line + b"0000"
+    return Response(body, media_type="application/x-git-receive-pack-result")
+
+
 def _challenge(message: str) -> Response:
-    return Response(
-        message + "\n",
-        status_code=401,
-        headers={"WWW-Authenticate": 'Basic realm="spacehub"'},
-        media_type="text/plain",
-    )
+    response = _refuse(401, message)
+    response.headers["WWW-Authenticate"] = 'Basic realm="spacehub"'
+    return response
 
 
 async def _run_backend(
@@ -169,10 +183,12 @@ async def _stream_rest(
     try:
         while chunk := await process.stdout.read(CHUNK):
             yield chunk
-        await feeding
     finally:
         if process.returncode is None:
             try:
                 await asyncio.wait_for(process.wait(), 60)
             except TimeoutError:
                 process.kill()
+        # git has answered: the rest of a request body it refused (a push over the limit)
+        # is not needed, and waiting for it would leave the client waiting for our end.
+        feeding.cancel()
