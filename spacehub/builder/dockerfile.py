@@ -13,6 +13,9 @@ from spacehub.builder.plan import BuildPlan
 DEFAULT_SDK_VERSIONS = {"gradio": "6.31.0", "streamlit": "1.67.0"}
 UV_VERSION = "0.13.9"
 TEMPLATES = Path(str(files("spacehub") / "sdk_templates"))
+# Installed with the SDK, as on the Hub: Gradio under SYSTEM=spaces starts the Spaces
+# hot-reloader, which needs the `spaces` package (else every run log shows a traceback).
+SDK_COMPANIONS = {"gradio": ("spaces==0.51.3",), "streamlit": ()}
 
 _IMAGE = re.compile(
     r"[a-z0-9][a-z0-9._/-]{0,200}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?"
@@ -60,7 +63,7 @@ def render_dockerfile(plan: BuildPlan, *, base_image: str, has_build_secrets: bo
         has_pre_requirements=plan.has_pre_requirements,
         has_requirements=plan.has_requirements,
         has_build_secrets=has_build_secrets and plan.has_requirements,
-        sdk_requirement=f"{config.sdk}=={version}",
+        sdk_requirement=" ".join((f"{config.sdk}=={version}", *SDK_COMPANIONS[config.sdk])),
         uv_version=UV_VERSION,
         app_file=app_file,
     )

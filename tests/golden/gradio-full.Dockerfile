@@ -16,11 +16,11 @@ RUN . /tmp/spacehub-build/env \
  && python3 -m venv /opt/venv
 COPY app/pre-requirements.txt /tmp/pre-requirements.txt
 RUN . /tmp/spacehub-build/env && /opt/uv/bin/uv pip install -r /tmp/pre-requirements.txt
-RUN . /tmp/spacehub-build/env && /opt/uv/bin/uv pip install gradio==5.49.1
+RUN . /tmp/spacehub-build/env && /opt/uv/bin/uv pip install gradio==5.49.1 spaces==0.51.3
 COPY spacehub-secrets/ /tmp/spacehub-secrets/
 COPY app/requirements.txt /tmp/requirements.txt
 RUN . /tmp/spacehub-build/env && . /tmp/spacehub-secrets/env \
- && /opt/uv/bin/uv pip install -r /tmp/requirements.txt gradio==5.49.1
+ && /opt/uv/bin/uv pip install -r /tmp/requirements.txt gradio==5.49.1 spaces==0.51.3
 
 FROM system
 COPY --from=deps /opt/venv /opt/venv

@@ -11,7 +11,7 @@ COPY spacehub-build/ /tmp/spacehub-build/
 RUN . /tmp/spacehub-build/env \
  && python3 -m venv /opt/uv && /opt/uv/bin/pip install --quiet uv==0.13.9 \
  && python3 -m venv /opt/venv
-RUN . /tmp/spacehub-build/env && /opt/uv/bin/uv pip install gradio==6.31.0
+RUN . /tmp/spacehub-build/env && /opt/uv/bin/uv pip install gradio==6.31.0 spaces==0.51.3
 
 FROM system
 COPY --from=deps /opt/venv /opt/venv
