@@ -100,7 +100,8 @@ def _static_file(root: Path, path: str, request: Request) -> Response:
         target = target / "index.html"
     if not target.is_file():
         return _not_found()
-    response = FileResponse(target)
+    # Given the stat, FileResponse sets ETag and Last-Modified now, so If-None-Match can match.
+    response = FileResponse(target, stat_result=target.stat())
     etag = response.headers.get("etag")
     if etag and etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers={"ETag": etag})
