@@ -336,6 +336,9 @@ def test_pushed_gradio_app_predicts_through_both_url_forms_and_its_hub_id(hub, a
     for url in (hub.path_url(greet), hub.subdomain_url(greet)):
         assert Client(url, verbose=False).predict("Ann", api_name="/greet") == "Hello Ann!!", url
     assert predict_in_subprocess(hub, greet, "Ann") == "Hello Ann!!"
+    run_log = "".join(hub.api.fetch_space_logs(greet, build=False))
+    assert "Running on local URL" in run_log
+    assert "Traceback" not in run_log, run_log
 
     weather = "admin/dt-weather"
     hub.running(weather)
