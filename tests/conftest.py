@@ -113,13 +113,13 @@ class Platform:
     def create_space(
         self, name: str, sdk: str = "static", private: bool = False, token: str = ADMIN_TOKEN
     ) -> str:
+        """Create `name` or `owner/name` (an org or the token's user); return its id."""
+        owner, _, short = name.rpartition("/")
+        body = {"name": short, "type": "space", "sdk": sdk, "private": private}
         with self.api(token) as client:
-            answer = client.post(
-                "/api/repos/create",
-                json={"name": name, "type": "space", "sdk": sdk, "private": private},
-            )
+            answer = client.post("/api/repos/create", json={**body, "organization": owner or None})
         assert answer.status_code == 200, answer.text
-        return f"{name}" if "/" in name else f"admin/{name}"
+        return name if owner else f"admin/{name}"
 
     def runtime(self, space_id: str) -> dict:
         with self.api() as client:
@@ -184,12 +184,48 @@ def start_platform(data_dir: Path, port: int | None = None, **settings: str) -> 
     return platform
 
 
+def stop_cleanly(running: Platform) -> None:
+    code = running.stop()
+    assert code == 0, f"spacehub serve did not stop cleanly (exit {code}):\n{running.log()}"
+
+
 @pytest.fixture
 def platform(tmp_path: Path) -> Iterator[Platform]:
     running = start_platform(tmp_path / "data")
     yield running
-    code = running.stop()
-    assert code == 0, f"spacehub serve did not stop cleanly (exit {code}):\n{running.log()}"
+    stop_cleanly(running)
+
+
+@pytest.fixture(scope="module")
+def shared_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """One `spacehub serve` for a module's tests that use distinct spaces and users."""
+    running = start_platform(tmp_path_factory.mktemp("shared") / "data")
+    yield running
+    stop_cleanly(running)
+
+
+def add_user(platform: Platform, name: str, role: str = "write", orgs: tuple[str, ...] = ()) -> str:
+    """Create a user (member of `orgs`, created when missing) in the platform's database.
+
+    Returns a new token of `role` ("read" or "write"). There is no user-admin API yet.
+    """
+    from sqlmodel import select
+
+    from spacehub.platform.db import make_engine, session_scope
+    from spacehub.platform.models import TokenRole, User
+    from spacehub.platform.services import accounts
+
+    engine = make_engine(f"sqlite:///{(platform.data_dir / 'spacehub.db').resolve()}")
+    try:
+        with session_scope(engine) as session:
+            user = accounts.create_user(session, name)
+            for org_name in orgs:
+                org = session.exec(select(User).where(User.name == org_name)).first()
+                org = org or accounts.create_user(session, org_name, is_org=True)
+                accounts.add_member(session, org, user)
+            return accounts.create_token(session, user, TokenRole(role), f"{name}-{role}")
+    finally:
+        engine.dispose()
 
 
 def git(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
