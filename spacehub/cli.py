@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "worker":
         _run(run_workers(settings))
     elif args.command == "base-image":
-        from spacehub.builder.image import ensure_base_image
+        from spacehub.builder.base_image import ensure_base_image
 
         ensure_base_image(settings.base_image, print)
     return 0
