@@ -148,16 +148,14 @@ async def serve_platform(settings: "Settings") -> None:
 
 
 async def run_workers(settings: "Settings") -> None:
-    from spacehub.platform.app import connect_runtime, prepare_database
+    """Builds only, beside a `spacehub serve` that owns the schema, the admin and requeueing."""
+    from spacehub.platform.app import connect_runtime
     from spacehub.platform.context import Platform
-    from spacehub.platform.worker import run_build_worker, worker_name
+    from spacehub.platform.db import migrate
+    from spacehub.platform.worker import run_build_workers
 
     stop = _stop_event()
     platform = Platform.from_settings(settings)
-    prepare_database(platform)
+    migrate(platform.engine)
     platform.runtime = await connect_runtime(settings)
-    workers = [
-        run_build_worker(platform, worker_name(index), stop)
-        for index in range(settings.build_workers)
-    ]
-    await asyncio.gather(*workers)
+    await run_build_workers(platform, settings.build_workers, stop)

@@ -20,7 +20,10 @@ from pathlib import Path
 import httpx
 import pytest
 from huggingface_hub import HfApi
+from sqlmodel import select
 
+from spacehub.platform.db import make_engine, session_scope
+from spacehub.platform.models import Build
 from tests.conftest import (
     ADMIN_TOKEN,
     EXAMPLES,
@@ -590,3 +593,42 @@ def test_app_over_its_memory_limit_is_runtime_error_and_the_platform_is_unharmed
         code = capped.stop()
         remove_docker_objects([space_id])
     assert code == 0
+
+
+def test_stop_during_a_build_hands_it_back_and_the_next_start_finishes_it(request, tmp_path):
+    data = tmp_path / "data"
+    first = start_platform(data)
+    space_id = "admin/dt-slow"
+    explain_with(request, first, [space_id])
+    marker = f"dt-slow-{os.getpid()}"
+    second = None
+    try:
+        first.create_space("dt-slow", sdk="docker")
+        slow_step = f"RUN echo {marker} && sleep 20"
+        checkout = make_checkout(tmp_path / "slow", tiny_docker_app("Slow", run=slow_step))
+        assert push(first, checkout, space_id).returncode == 0
+        build_logs = data / "logs" / "builds"
+        wait_for(
+            lambda: any(marker in log.read_text() for log in build_logs.glob("*.log")),
+            60,
+            "the slow build step to start",
+        )
+        assert first.runtime(space_id)["stage"] == "BUILDING"
+        stopping = time.monotonic()
+        assert first.stop() == 0, first.log()
+        assert time.monotonic() - stopping < 15, "a stop must not wait for a running build"
+
+        second = start_platform(data, port=first.port)
+        second.wait_stage(space_id, {"RUNNING"}, BUILD_TIMEOUT)
+        assert httpx.get(f"{second.url}/apps/{space_id}/", timeout=10).json()["version"] == "1"
+        with second.api() as client:
+            commit = client.get(f"/api/spaces/{space_id}").json()["sha"]
+        engine = make_engine(f"sqlite:///{data / 'spacehub.db'}")
+        with session_scope(engine) as session:
+            statuses = [(build.commit, str(build.status)) for build in session.exec(select(Build))]
+        assert statuses == [(commit, "succeeded")], "the interrupted build is the one finished"
+    finally:
+        running = second or first
+        delete_space(running, space_id)
+        running.stop()
+        remove_docker_objects([space_id])

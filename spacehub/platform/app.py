@@ -21,7 +21,7 @@ from spacehub.platform.limits import BodySizeLimit
 from spacehub.platform.scheduler import adopt_instances, watch_spaces
 from spacehub.platform.services import accounts, builds
 from spacehub.platform.settings import Settings
-from spacehub.platform.worker import run_build_worker, worker_name
+from spacehub.platform.worker import run_build_workers
 from spacehub.runtime import load_runtime_class
 from spacehub.runtime.base import Runtime
 
@@ -38,10 +38,9 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         await adopt_instances(platform)
         stop = asyncio.Event()
         tasks = [
-            asyncio.create_task(run_build_worker(platform, worker_name(index), stop))
-            for index in range(settings.build_workers)
+            asyncio.create_task(run_build_workers(platform, settings.build_workers, stop)),
+            asyncio.create_task(watch_spaces(platform, stop)),
         ]
-        tasks.append(asyncio.create_task(watch_spaces(platform, stop)))
         try:
             yield
         finally:

@@ -130,7 +130,7 @@ async def roll_out(
             instance = await runtime.deploy(spec)
             try:
                 await wait_until_answers(platform, instance, config.startup_timeout_seconds)
-            except StartFailed:
+            except BaseException:  # a failed start, or a platform stop: leave no orphan
                 await runtime.stop(instance)
                 raise
             _record_release(session, space, artifact, instance)

@@ -5,8 +5,11 @@ import logging
 import os
 import shutil
 import socket
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from anyio import to_thread
 
@@ -28,8 +31,36 @@ log = logging.getLogger(__name__)
 IDLE_POLL_SECONDS = 1.0
 
 
-def worker_name(index: int = 0) -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{index}"
+STOP_GRACE_SECONDS = 5.0
+Result = TypeVar("Result")
+
+
+def worker_prefix() -> str:
+    """Names the builds this process claims, so that it can hand them back when it stops."""
+    return f"{socket.gethostname()}:{os.getpid()}:"
+
+
+async def run_build_workers(platform: Platform, count: int, stop: asyncio.Event) -> None:
+    """Run `count` build workers until `stop`; a build still running then is queued again.
+
+    Workers get a short grace to finish; a longer build is abandoned (its Docker build may
+    go on, and fills the cache) and rebuilt by the next worker to claim it.
+    """
+    workers = [
+        asyncio.create_task(run_build_worker(platform, f"{worker_prefix()}{index}", stop))
+        for index in range(count)
+    ]
+    if not workers:
+        return
+    await stop.wait()
+    _, unfinished = await asyncio.wait(workers, timeout=STOP_GRACE_SECONDS)
+    for task in unfinished:
+        task.cancel()
+    await asyncio.gather(*workers, return_exceptions=True)
+    with session_scope(platform.engine) as session:
+        handed_back = builds.requeue_interrupted(session, worker_prefix())
+    if handed_back:
+        log.warning("queued %d interrupted build(s) again for the next start", handed_back)
 
 
 async def run_build_worker(platform: Platform, name: str, stop: asyncio.Event) -> None:
@@ -164,7 +195,7 @@ async def _build_artifact(platform: Platform, job: BuildJob, plan: BuildPlan) ->
         no_cache=job.build.no_cache,
     )
     try:
-        return await to_thread.run_sync(
+        return await _in_daemon_thread(
             lambda: build_image(
                 plan,
                 job.workdir,
@@ -212,3 +243,29 @@ def _fail_start(platform: Platform, build: Build, message: str) -> None:
         _fail(platform, build, Stage.RUNNING, f"the new release did not start: {message}")
     else:
         _fail(platform, build, Stage.RUNTIME_ERROR, message)
+
+
+async def _in_daemon_thread(work: Callable[[], Result]) -> Result:
+    """Run blocking `work` in a daemon thread: a stop can abandon it without waiting for it."""
+    loop = asyncio.get_running_loop()
+    result: asyncio.Future[Result] = loop.create_future()
+
+    def run() -> None:
+        try:
+            value = work()
+        except BaseException as error:
+            loop.call_soon_threadsafe(_settle, result, None, error)
+        else:
+            loop.call_soon_threadsafe(_settle, result, value, None)
+
+    threading.Thread(target=run, name="spacehub-build", daemon=True).start()
+    return await result
+
+
+def _settle(result: asyncio.Future, value: object, error: BaseException | None) -> None:
+    if result.done():  # abandoned by a stop
+        return
+    if error is not None:
+        result.set_exception(error)
+    else:
+        result.set_result(value)
