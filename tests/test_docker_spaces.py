@@ -126,6 +126,21 @@ threading.Thread(target=hog, daemon=True).start()
 runpy.run_path("server.py", run_name="__main__")
 """
 
+STORE_APP = """\
+import http.server
+with open("/data/starts", "a") as starts:
+    starts.write("start\\n")
+with open("/data/starts") as starts:
+    count = str(len(starts.read().splitlines())).encode()
+class Count(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(count)))
+        self.end_headers()
+        self.wfile.write(count)
+http.server.ThreadingHTTPServer(("0.0.0.0", 7860), Count).serve_forever()
+"""
+
 # name → (sdk, files): pushed once, in this order, when the module starts.
 SPACES: dict[str, tuple[str, dict[str, str] | Path]] = {
     "dt-greet": ("gradio", EXAMPLES / "gradio-greet"),
@@ -139,6 +154,7 @@ SPACES: dict[str, tuple[str, dict[str, str] | Path]] = {
     "dt-secrets": ("docker", tiny_docker_app("Secrets", run=SECRET_STEP)),
     "dt-life": ("docker", tiny_docker_app("Life")),
     "dt-crash": ("docker", {**tiny_docker_app("Crash"), "server.py": CRASH_APP}),
+    "dt-store": ("docker", {**tiny_docker_app("Store"), "server.py": STORE_APP}),
     "dt-mute": (
         "docker",
         tiny_docker_app(
@@ -293,6 +309,10 @@ def module_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
             if name == "dt-secrets":
                 hub.api.add_space_secret(space_id, "DT_SECRET", SECRET_VALUE)
                 hub.api.add_space_variable(space_id, "DT_VAR", "plain-value")
+            if name == "dt-store":
+                with hub.platform.api() as client:
+                    answer = client.post(f"/api/spaces/{space_id}/storage", json={"tier": "small"})
+                assert answer.json()["storage"] == "small", answer.text
             hub.push(space_id, files)
         print(f"\nall {len(SPACES)} spaces pushed in {time.monotonic() - started:.1f} s")
         yield hub
@@ -495,6 +515,18 @@ def test_secrets_reach_the_app_but_no_image_log_or_api_answer(hub):
 
 
 # 10. Run logs, restart, factory rebuild, pause, delete
+
+
+def test_persistent_storage_keeps_data_across_restarts(hub):
+    store = "admin/dt-store"
+    hub.running(store)
+    assert hub.get(store, "path").text == "1", "the app wrote to /data on its first start"
+    hub.api.restart_space(store)
+    wait_for(
+        lambda: hub.get(store, "path").text == "2",
+        60,
+        "the restarted app to find its first start's line in /data",
+    )
 
 
 def test_run_logs_restart_rebuild_pause_and_delete(hub):

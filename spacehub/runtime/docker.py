@@ -1,6 +1,7 @@
 """Spaces as Docker containers on one engine, each reached on a port published on 127.0.0.1."""
 
 import contextlib
+import logging
 import re
 import secrets
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -18,6 +19,7 @@ from spacehub.core.release import AppSpec
 from spacehub.runtime.base import Instance, InstanceState, InstanceStatus, Runtime
 
 DATA_PATH = "/data"
+log = logging.getLogger(__name__)
 STOP_TIMEOUT_SECONDS = 5
 LOOPBACK = "127.0.0.1"
 _LABEL_PREFIX = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
@@ -152,11 +154,7 @@ class DockerRuntime(Runtime):
     def _deploy(self, spec: AppSpec) -> Instance:
         self._ensure_network()
         if spec.persistent_storage:
-            # Created here rather than implicitly by the mount, so that it carries the labels.
-            self.client.volumes.create(
-                name=volume_name(spec.space_id, self.label_prefix),
-                labels={f"{self.label_prefix}.space": spec.space_id},
-            )
+            self._ensure_volume(spec)
         kwargs = container_spec(spec, self.network, self.label_prefix)
         try:
             container = self.client.containers.create(
@@ -173,6 +171,33 @@ class DockerRuntime(Runtime):
             raise SpacehubError(f"Docker could not start the container: {e.explanation}") from e
         container.reload()
         return self._instance(container)
+
+    def _ensure_volume(self, spec: AppSpec) -> None:
+        """Create the space's /data volume once, owned by the user the image runs as."""
+        name = volume_name(spec.space_id, self.label_prefix)
+        try:
+            self.client.volumes.get(name)
+            return
+        except docker.errors.NotFound:
+            pass
+        # Created here rather than implicitly by the mount, so that it carries the labels.
+        self.client.volumes.create(name=name, labels={f"{self.label_prefix}.space": spec.space_id})
+        user = self.client.images.get(spec.artifact.ref).attrs["Config"].get("User") or ""
+        if user in ("", "0", "root"):
+            return
+        # An image without its own /data gives the app a root-owned volume it cannot write.
+        try:
+            self.client.containers.run(
+                spec.artifact.ref,
+                ["chown", user, DATA_PATH],
+                entrypoint=[],
+                user="0",
+                volumes={name: {"bind": DATA_PATH, "mode": "rw"}},
+                network_disabled=True,
+                remove=True,
+            )
+        except docker.errors.APIError as e:
+            log.warning("could not give %s to %s: %s", DATA_PATH, user, e)
 
     def _ensure_network(self) -> None:
         if self._network_ready:
