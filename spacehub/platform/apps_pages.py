@@ -9,11 +9,13 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
+from sqlmodel import Session
 
 from spacehub.core.errors import SpacehubError
 from spacehub.core.stages import Stage
 from spacehub.platform.api.shapes import space_url
 from spacehub.platform.deps import PlatformDep, SessionDep, bearer_token
+from spacehub.platform.models import Space
 from spacehub.platform.services import accounts, spaces
 from spacehub.platform.services.builds import is_serving
 
@@ -45,10 +47,8 @@ def space_page(
     owner: str, name: str, request: Request, session: SessionDep, platform: PlatformDep
 ) -> Response:
     """The space's page: what a browser gets at the same URL git clones."""
-    try:
-        caller = accounts.caller_for_token(session, bearer_token(request))
-        space = spaces.visible_space(session, caller, owner, name)
-    except SpacehubError:
+    space = _visible_space(request, session, owner, name)
+    if space is None:
         return _not_found()
     return templates.TemplateResponse(
         request,
@@ -68,10 +68,8 @@ def space_page(
 def app_page(
     owner: str, name: str, path: str, request: Request, session: SessionDep, platform: PlatformDep
 ) -> Response:
-    try:
-        caller = accounts.caller_for_token(session, bearer_token(request))
-        space = spaces.visible_space(session, caller, owner, name)
-    except SpacehubError:
+    space = _visible_space(request, session, owner, name)
+    if space is None:
         return _not_found()
     if space.release_kind == "static" and is_serving(space) and space.release_ref:
         return _static_file(Path(space.release_ref), path, request)
@@ -88,6 +86,15 @@ def app_page(
         status_code=503,
         headers={"Retry-After": "3"} if space.stage in IN_PROGRESS else None,
     )
+
+
+def _visible_space(request: Request, session: Session, owner: str, name: str) -> Space | None:
+    """The space if this caller may see it; else None, answered like a space that is not there."""
+    try:
+        caller = accounts.caller_for_token(session, bearer_token(request))
+        return spaces.visible_space(session, caller, owner, name)
+    except SpacehubError:
+        return None
 
 
 def _static_file(root: Path, path: str, request: Request) -> Response:
