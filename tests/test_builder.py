@@ -250,3 +250,19 @@ def test_failing_step_raises_build_failed_with_the_log_tail(
         builds.build(tmp_path, "failing", "f" * 40)
     assert "about-to-fail" in failure.value.log_tail
     assert "non-zero code: 3" in failure.value.message
+
+
+def test_docker_space_code_only_push_reuses_its_dependency_layers(
+    builds: Builds, docker_client: "docker.DockerClient"
+) -> None:
+    source = builds.copy("docker-fastapi", "fastapi-push")
+    first, _, _ = builds.build(source, "fastapi-push", "1" * 40)
+    (source / "app.py").write_text((source / "app.py").read_text() + "\n# edited\n")
+    second, log, seconds = builds.build(source, "fastapi-push", "2" * 40)
+    print(f"docker-fastapi code-only rebuild: {seconds:.1f} s")
+    before, after = layers(docker_client, first.ref), layers(docker_client, second.ref)
+    assert before[:-1] == after[:-1]
+    assert before[-1] != after[-1]
+    assert any("pip install" in line for line in log)
+    assert not any("Collecting" in line for line in log), "pip ran again"
+    assert_nothing_leaked(docker_client, second.ref)

@@ -194,7 +194,10 @@ class _Build:
                     _write_file(root / target.lstrip("/"), value.encode(), 0o444)
                 (context / "Dockerfile").write_text(render_build_base(image, env))
                 parent_tag = f"spacehub-build/{self.label}:parent-{index}"
-                self._stream_build(path=context, tag=parent_tag, labels=self.labels)
+                # No commit label: a parent that changes with each commit would make every
+                # step above it miss the layer cache, dependency installs included.
+                space_only = {"spacehub.space": self.labels["spacehub.space"]}
+                self._stream_build(path=context, tag=parent_tag, labels=space_only)
                 parents[image] = parent_tag
             rewritten = Path(tmp) / "Dockerfile"
             rewritten.write_text(rewrite_user_dockerfile(dockerfile, parents))
@@ -313,9 +316,12 @@ def _rebase(
     tag: str,
     workdir: Path,
 ) -> str:
-    """Load `built` again as `tag` with its build-only parent's layer, history and ENV removed."""
-    config, layers = _save_image(client, built, workdir / "layers")
-    diff_ids = config["rootfs"]["diff_ids"]
+    """Load `built` again as `tag` with its build-only parent's layer, history and ENV removed.
+
+    Only layers whose place in the new chain the daemon lacks are sent: a code-only push
+    re-sends its last layers, not the dependencies the previous rebase already loaded.
+    """
+    diff_ids = client.images.get(built).attrs["RootFS"]["Layers"]
     for image, parent in parents.items():
         parent_layers = client.images.get(parent).attrs["RootFS"]["Layers"]
         base = client.images.get(image).attrs
@@ -325,34 +331,54 @@ def _rebase(
         # The last stage starts from no parent (FROM scratch): nothing of ours is in it.
         client.images.get(built).tag(*tag.rsplit(":", 1))
         return built
-    base_layers = base["RootFS"]["Layers"]
+    clean = base["RootFS"]["Layers"] + diff_ids[len(parent_layers) :]
+    known = _known_chains(client, built, base["RootFS"]["Layers"])
+    missing = {
+        diff_id
+        for diff_id, chain in zip(clean, _chain_ids(clean), strict=True)
+        if chain not in known
+    }
+    config, layers = _save_image(client, built, workdir / "layers", missing)
+    config["rootfs"]["diff_ids"] = clean
     base_history = len(client.api.history(image))
     parent_history = len(client.api.history(parent))
-    config["rootfs"]["diff_ids"] = base_layers + diff_ids[len(parent_layers) :]
     config["history"] = config["history"][:base_history] + config["history"][parent_history:]
     config["config"]["Env"] = _restore_env(config["config"].get("Env") or [], env, base)
     for leftover in ("container", "container_config"):
         config.pop(leftover, None)
     config["config"]["Image"] = ""
     new_config = json.dumps(config, separators=(",", ":")).encode()
-    image_id = "sha256:" + hashlib.sha256(new_config).hexdigest()
     archive = workdir / "image.tar"
     with tarfile.open(archive, "w") as tar:
         _add_bytes(tar, "config.json", new_config)
-        names = [f"{diff_id.split(':')[1]}/layer.tar" for diff_id in config["rootfs"]["diff_ids"]]
+        # The daemon opens a layer's file only when it lacks the chain up to that layer.
+        names = [f"{diff_id.split(':')[1]}/layer.tar" for diff_id in clean]
         new_manifest = [{"Config": "config.json", "RepoTags": [tag], "Layers": names}]
         _add_bytes(tar, "manifest.json", json.dumps(new_manifest).encode())
-        # Layers of the real base are already in the daemon: load never opens their files.
-        added = set()
-        for diff_id, name in list(zip(config["rootfs"]["diff_ids"], names, strict=True))[
-            len(base_layers) :
-        ]:
-            if name not in added:
-                tar.add(layers[diff_id], arcname=name)
-                added.add(name)
+        for diff_id, path in layers.items():
+            tar.add(path, arcname=f"{diff_id.split(':')[1]}/layer.tar")
     with archive.open("rb") as stream:
         client.images.load(stream)
-    return image_id
+    return "sha256:" + hashlib.sha256(new_config).hexdigest()
+
+
+def _known_chains(client: docker.DockerClient, built: str, base_layers: list[str]) -> set[str]:
+    """Chain ids the daemon surely holds: the base's, and those of the space's images."""
+    space = client.images.get(built).labels.get("spacehub.space", "")
+    known = set(_chain_ids(base_layers))
+    for image in client.images.list(filters={"label": f"spacehub.space={space}"}):
+        known.update(_chain_ids(image.attrs["RootFS"]["Layers"]))
+    return known
+
+
+def _chain_ids(diff_ids: list[str]) -> list[str]:
+    """The layer store's chain id of each prefix of `diff_ids` (the OCI image spec's ChainID)."""
+    chains: list[str] = []
+    for diff_id in diff_ids:
+        if chains:
+            diff_id = "sha256:" + hashlib.sha256(f"{chains[-1]} {diff_id}".encode()).hexdigest()
+        chains.append(diff_id)
+    return chains
 
 
 def _restore_env(final: list[str], injected: Mapping[str, str], base: dict[str, Any]) -> list[str]:
@@ -365,54 +391,39 @@ def _restore_env(final: list[str], injected: Mapping[str, str], base: dict[str, 
 
 
 def _save_image(
-    client: docker.DockerClient, image: str, directory: Path
+    client: docker.DockerClient, image: str, directory: Path, keep: set[str]
 ) -> tuple[dict[str, Any], dict[str, Path]]:
-    """Stream `docker save`: the manifest, the config, and each layer file by its diff id."""
+    """Stream `docker save`: the image's config, and the file of each layer whose diff id is in
+    `keep` (every layer must be hashed to learn its diff id; the others are dropped at once)."""
     directory.mkdir()
-    manifest: list[dict[str, Any]] = []
     configs: dict[str, bytes] = {}
-    by_path: dict[str, Path] = {}
-    links: dict[str, str] = {}
+    layers: dict[str, Path] = {}
+    manifest: list[dict[str, Any]] = []
     stream = io.BufferedReader(_ChunkReader(client.api.get_image(image)), 1 << 20)
-    with tarfile.open(fileobj=stream, mode="r|") as tar:
+    with tarfile.open(fileobj=stream, mode="r|", bufsize=1 << 20) as tar:
         for member in tar:
-            if member.name.endswith("/layer.tar") and member.issym():
-                links[member.name] = str(Path(member.name).parent / member.linkname)
-            elif member.name.endswith("/layer.tar") and member.isfile():
-                by_path[member.name] = _write_hashed(tar.extractfile(member), directory)
+            if member.name.endswith("/layer.tar") and member.isfile():
+                diff_id, path = _write_hashed(tar.extractfile(member), directory)
+                if diff_id in keep:
+                    layers[diff_id] = path
+                else:
+                    path.unlink()
             elif member.name == "manifest.json":
                 manifest = json.loads(_read(tar, member))
             elif member.isfile() and member.name.endswith(".json") and "/" not in member.name:
                 configs[member.name] = _read(tar, member)
-    config = json.loads(configs[manifest[0]["Config"]])
-    layers: dict[str, Path] = {}
-    for name in manifest[0]["Layers"]:
-        target = by_path.get(name) or by_path[_normalise(links[name])]
-        layers["sha256:" + target.name] = target
-    return config, layers
+    return json.loads(configs[manifest[0]["Config"]]), layers
 
 
-def _normalise(path: str) -> str:
-    parts: list[str] = []
-    for part in path.split("/"):
-        if part == "..":
-            parts.pop()
-        elif part not in ("", "."):
-            parts.append(part)
-    return "/".join(parts)
-
-
-def _write_hashed(source: io.BufferedReader | None, directory: Path) -> Path:
-    """Copy a layer tar to `directory`, named after its sha256: the layer's diff id."""
+def _write_hashed(source: io.BufferedReader | None, directory: Path) -> tuple[str, Path]:
+    """Copy a layer tar to `directory`; return its sha256 (the layer's diff id) and the copy."""
     assert source is not None
     digest = hashlib.sha256()
     with tempfile.NamedTemporaryFile(dir=directory, delete=False) as out:
         while block := source.read(1 << 20):
             digest.update(block)
             out.write(block)
-    final = directory / digest.hexdigest()
-    Path(out.name).replace(final)
-    return final
+    return "sha256:" + digest.hexdigest(), Path(out.name)
 
 
 def _read(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
