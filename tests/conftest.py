@@ -67,6 +67,21 @@ def _docker_is_required_in_ci(request: pytest.FixtureRequest) -> None:
         pytest.fail("CI=true and no Docker engine answers: tests marked docker must run in CI")
 
 
+@pytest.fixture(scope="session")
+def docker_engine():  # type: ignore[no-untyped-def]
+    """A client of the Docker engine; without one: a skip, or a failure when CI=true."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=600)
+        client.ping()
+    except docker.errors.DockerException as error:
+        if IN_CI:
+            pytest.fail(f"CI=true needs a Docker engine: {error}")
+        pytest.skip(f"no Docker engine answers: {error}")
+    return client
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
