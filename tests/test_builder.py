@@ -260,3 +260,12 @@ def test_docker_space_code_only_push_reuses_its_dependency_layers(
     assert any("pip install" in line for line in log)
     assert not any("Collecting" in line for line in log), "pip ran again"
     assert_nothing_leaked(docker_client, second.ref)
+    label = {"label": f"spacehub.space={OWNER}/fastapi-push"}
+    build_only = {
+        tag.split(":")[-1]
+        for image in docker_client.images.list(filters=label)
+        for tag in image.tags
+        if tag.startswith("spacehub-build/")
+    }
+    assert build_only == {"parent-0", "cache"}, "one cache image per space, not one per commit"
+    assert not docker_client.images.list(filters={**label, "dangling": True})

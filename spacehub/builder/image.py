@@ -178,7 +178,8 @@ class _Build:
 
         The built image keeps its own layers; `_rebase` swaps each parent for the real base
         image in the layer list, history and environment and loads the result under `tag`.
-        The unclean image stays tagged under spacehub-build/ as the next build's cache.
+        The unclean image stays tagged spacehub-build/<label>:cache as the next build's cache;
+        the one it replaces, now untagged, is pruned.
         """
         parents: dict[str, str] = {}
         with tempfile.TemporaryDirectory(prefix="spacehub-build-") as tmp:
@@ -204,12 +205,16 @@ class _Build:
             built = self._stream_build(
                 path=source,
                 dockerfile=str(rewritten),
-                tag=f"spacehub-build/{self.label}:{self.commit[:12]}",
+                tag=f"spacehub-build/{self.label}:cache",
                 labels=self.labels,
                 buildargs=args,
             )
             self.log("Removing build-only settings from the image")
-            return _rebase(self.client, built, parents, env, tag, Path(tmp))
+            clean = _rebase(self.client, built, parents, env, tag, Path(tmp))
+        self.client.images.prune(
+            filters={"dangling": True, "label": f"spacehub.space={self.labels['spacehub.space']}"}
+        )
+        return clean
 
     def _build_env(self, ca_path: str) -> dict[str, str]:
         env = {}
