@@ -1,14 +1,17 @@
 """Our proxy against nginx on a tiny static file: wrk req/s, p99 and the ratio to nginx as a proxy.
 
-Run from the repository root: `python -m bench.proxy_bench [--seconds 5]`. nginx and wrk must be
-installed; everything listens on 127.0.0.1 and stops at the end. Servers share CPU 0 and wrk
-gets CPU 1 (when `taskset` exists), as in NOTES.md.
+Run from the repository root: `python -m bench.proxy_bench [--seconds 5] [--rounds 3]`. nginx and
+wrk must be installed; everything listens on 127.0.0.1 and stops at the end. Servers share CPU 0
+and wrk gets CPU 1 (when `taskset` exists), as in NOTES.md. The two proxies take turns for
+`--rounds` rounds and the medians are printed: on a shared machine one run of each swings by
+a third or more.
 """
 
 import argparse
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -75,8 +78,9 @@ def wait_for_port(port: int, timeout: float = 15) -> None:
             time.sleep(0.05)
 
 
-def run_wrk(name: str, url: str, seconds: int) -> Result:
-    command = ["wrk", "-t1", "-c50", f"-d{seconds}s", "--latency", url]
+def run_wrk(name: str, target: str, seconds: int) -> Result:
+    """wrk against `port/path` on 127.0.0.1."""
+    command = ["wrk", "-t1", "-c50", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{target}"]
     output = subprocess.run(
         on_cpu(1, command), capture_output=True, text=True, check=True, timeout=seconds + 30
     ).stdout
@@ -110,9 +114,18 @@ async def serve_proxy(port: int, file_port: int) -> None:
         await server.serve_forever()
 
 
+def median_of(results: list[Result]) -> Result:
+    return Result(
+        results[0].name,
+        statistics.median(r.requests_per_second for r in results),
+        statistics.median(r.p99_ms for r in results),
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--serve-proxy", nargs=2, type=int, metavar=("PORT", "FILE_PORT"))
     args = parser.parse_args()
     if args.serve_proxy:
@@ -136,27 +149,26 @@ def main() -> None:
             on_cpu(0, [sys.executable, "-m", "bench.proxy_bench", "--serve-proxy",
                        str(our_port), str(file_port)])
         )  # fmt: skip
+        nginx_proxy = ("nginx as reverse proxy", f"{nginx_proxy_port}/file.txt")
+        our_proxy = ("spacehub proxy (path form)", f"{our_port}/apps/bench/file/file.txt")
         try:
             for port in (file_port, nginx_proxy_port, our_port):
                 wait_for_port(port)
-            targets = {
-                "nginx serving the file": f"{file_port}/file.txt",
-                "nginx as reverse proxy": f"{nginx_proxy_port}/file.txt",
-                "spacehub proxy (path form)": f"{our_port}/apps/bench/file/file.txt",
-            }
-            results = [
-                run_wrk(name, f"http://127.0.0.1:{target}", args.seconds)
-                for name, target in targets.items()
+            direct = run_wrk("nginx serving the file", f"{file_port}/file.txt", args.seconds)
+            rounds = [
+                (run_wrk(*nginx_proxy, args.seconds), run_wrk(*our_proxy, args.seconds))
+                for _ in range(args.rounds)
             ]
         finally:
             for process in (ours, nginx):
                 process.terminate()
                 process.wait(10)
-    print(f"{'':30} {'req/s':>10} {'p99 ms':>8}")
-    for result in results:
+    print(f"{'':30} {'req/s':>10} {'p99 ms':>8}   (medians of {args.rounds} rounds)")
+    for result in (direct, median_of([r[0] for r in rounds]), median_of([r[1] for r in rounds])):
         print(f"{result.name:30} {result.requests_per_second:10.0f} {result.p99_ms:8.2f}")
-    ratio = results[2].requests_per_second / results[1].requests_per_second
-    print(f"ours / nginx reverse proxy: {ratio:.2f}x")
+    ratios = [ours.requests_per_second / nginx.requests_per_second for nginx, ours in rounds]
+    print(f"ours / nginx reverse proxy: {statistics.median(ratios):.2f}x", end="")
+    print(f" (rounds: {', '.join(f'{ratio:.2f}' for ratio in ratios)})")
 
 
 if __name__ == "__main__":

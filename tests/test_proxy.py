@@ -172,6 +172,67 @@ def test_app_redirects_stay_under_the_prefix_and_custom_headers_are_added(harnes
     assert response.headers["location"] == "/echo/after-redirect"
 
 
+SCRIPTED_RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nX-Case: Kept\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok"
+)
+
+
+@pytest.fixture
+def scripted_app(harness: ProxyHarness) -> Iterator[Callable[[list[bytes]], None]]:
+    """An upstream answering every request with the given pieces, each in its own segment."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    pieces: list[bytes] = []
+
+    def answer(conn: socket.socket) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with conn:
+            received = b""
+            while piece := conn.recv(65536):
+                received += piece
+                while b"\r\n\r\n" in received:
+                    received = received.partition(b"\r\n\r\n")[2]
+                    for part in pieces:
+                        conn.sendall(part)
+                        time.sleep(0.05)
+
+    def accept() -> None:
+        with listener:
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    upstream = Upstream(port=listener.getsockname()[1])
+    harness.routes.set(Route("alice", "scripted", "alice-scripted", upstream=upstream))
+    yield pieces.extend
+    harness.routes.remove("alice/scripted")
+    listener.close()
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        [SCRIPTED_RESPONSE],
+        [SCRIPTED_RESPONSE[:20], SCRIPTED_RESPONSE[20:50], SCRIPTED_RESPONSE[50:]],
+        [b"HTTP/1.1 100 Continue\r\n\r\n" + SCRIPTED_RESPONSE],
+    ],
+    ids=["one-read", "head-across-reads", "after-interim-response"],
+)
+def test_response_head_is_forwarded_as_received_but_for_connection(harness, scripted_app, pieces):
+    scripted_app(pieces)
+    expected = b"HTTP/1.1 200 OK\r\nX-Case: Kept\r\nContent-Length: 2\r\n\r\nok"
+    with socket.create_connection(("127.0.0.1", harness.proxy_port), timeout=5) as sock:
+        for _ in range(2):  # the client's connection stays usable
+            sock.sendall(b"GET /apps/alice/scripted/ HTTP/1.1\r\nHost: a\r\n\r\n")
+            received = b""
+            while not received.endswith(b"ok"):
+                received += sock.recv(65536)
+            assert received.endswith(expected)
+
+
 def test_keep_alive_reuses_the_upstream_connection(client):
     first = client.get("/apps/alice/echo/echo").json()["peer_port"]
     second = client.get("/apps/alice/echo/echo").json()["peer_port"]

@@ -6,7 +6,9 @@ from spacehub.platform.route_table import Activity, RouteTable
 
 
 def open_activity(routes: RouteTable, space_id: str) -> Activity:
-    activity = routes.touch(space_id)
+    # While a connection is open the space is busy whatever `last_request` says, so the time is
+    # only taken on closing; `touch` creates the record the first time.
+    activity = routes.activity.get(space_id) or routes.touch(space_id)
     activity.open_connections += 1
     return activity
 

@@ -1,6 +1,9 @@
 """HTTP/1.1 message heads as the proxy rewrites them: hop-by-hop filtering and rendering."""
 
+from contextlib import suppress
 from http import HTTPStatus
+
+import httptools
 
 # Header names are kept lower-cased from parsing to rendering.
 Headers = list[tuple[bytes, bytes]]
@@ -34,20 +37,32 @@ CLIENT_FORWARDING = frozenset(
 )
 
 
-def end_to_end(headers: Headers, drop: frozenset[bytes] = frozenset()) -> Headers:
-    """The headers without hop-by-hop ones (also those named in `Connection`) and `drop`."""
-    named: set[bytes] = set()
+def end_to_end(headers: Headers, drop: frozenset[bytes] = HOP_BY_HOP) -> Headers:
+    """The headers without those in `drop` (HOP_BY_HOP or more) and those `Connection` names."""
     for name, value in headers:
         if name == b"connection":
-            named.update(token.strip().lower() for token in value.split(b","))
-    return [
-        (name, value)
-        for name, value in headers
-        if name not in HOP_BY_HOP
-        and name not in named
-        and name not in drop
-        and not name.startswith(b"proxy-")
-    ]
+            drop = drop.union(token.strip().lower() for token in value.split(b","))
+    return [h for h in headers if h[0] not in drop and not h[0].startswith(b"proxy-")]
+
+
+class _HeadReader:
+    def __init__(self) -> None:
+        self.reason = b""
+        self.headers: Headers = []
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))
+
+
+def parse_response_head(head: bytes) -> tuple[bytes, Headers]:
+    """The reason phrase and headers of a complete response head that llhttp already accepted."""
+    reader = _HeadReader()
+    with suppress(httptools.HttpParserUpgrade):  # a 101 head, read in full all the same
+        httptools.HttpResponseParser(reader).feed_data(head)
+    return reader.reason, reader.headers
 
 
 def header_value(headers: Headers, name: bytes) -> bytes | None:
@@ -59,7 +74,8 @@ def header_value(headers: Headers, name: bytes) -> bytes | None:
 
 def render_head(start_line: bytes, headers: Headers) -> bytes:
     lines = [start_line]
-    lines.extend(name + b": " + value for name, value in headers)
+    for name, value in headers:
+        lines.append(name + b": " + value)
     lines.append(b"\r\n")
     return b"\r\n".join(lines)
 

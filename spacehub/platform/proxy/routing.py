@@ -17,33 +17,50 @@ from spacehub.platform.route_table import Route, RouteTable
 UNKNOWN_LABEL_OWNER = b"-"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Redirect:
     location: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Destination:
     """Both ways a request can be forwarded; the caller picks one once it knows the route."""
 
+    # Not frozen: a frozen dataclass takes three times as long to build, and one is built per
+    # request.
     route: Route | None
     app_target: bytes
     control_target: bytes
     prefix: bytes = b""
 
 
+# Hosts whose label is remembered; past that the memory starts over (clients choose Host).
+MAX_REMEMBERED_HOSTS = 1024
+
+
 class Router:
     def __init__(self, routes: RouteTable, apps_domain: str) -> None:
         self._routes = routes
         self._suffix = b"." + apps_domain.lower().strip(".").encode()
+        self._labels: dict[bytes, bytes | None] = {}
 
     def resolve(self, host: bytes | None, target: bytes) -> Destination | Redirect:
-        label = self._label(host) if host else None
+        label = self._remembered_label(host) if host else None
         if label is not None:
             return self._by_label(label, target)
         if target.startswith(b"/apps/"):
             return self._by_path(target)
         return Destination(None, target, target)
+
+    def _remembered_label(self, host: bytes) -> bytes | None:
+        # Every request on a connection names the same few hosts: parse each once.
+        try:
+            return self._labels[host]
+        except KeyError:
+            if len(self._labels) >= MAX_REMEMBERED_HOSTS:
+                self._labels.clear()
+            label = self._labels[host] = self._label(host)
+            return label
 
     def _label(self, host: bytes) -> bytes | None:
         name = host.lower()
