@@ -85,12 +85,11 @@ async def serve_platform(settings: "Settings") -> None:
     import uvicorn
 
     from spacehub.platform.app import create_app
+    from spacehub.platform.app_access import AppAccess
     from spacehub.platform.context import Platform
-    from spacehub.platform.db import session_scope
     from spacehub.platform.git.hooks import install_hooks
     from spacehub.platform.proxy import start_proxy
-    from spacehub.platform.route_table import Route, Upstream
-    from spacehub.platform.services.accounts import caller_for_token
+    from spacehub.platform.route_table import Upstream
 
     class QuietServer(uvicorn.Server):
         """uvicorn without its own signal handling: the proxy and uvicorn stop together."""
@@ -122,21 +121,13 @@ async def serve_platform(settings: "Settings") -> None:
             return
         await asyncio.sleep(0.02)
 
-    async def authorize(route: Route, token: str | None) -> bool:
-        with session_scope(platform.engine) as session:
-            try:
-                caller = caller_for_token(session, token)
-            except Exception:
-                return False
-        return caller.name is not None and caller.name in route.readers
-
     proxy = await start_proxy(
         host=settings.host,
         port=settings.port,
         routes=platform.routes,
         control_plane=Upstream(unix_path=str(socket_path)),
         apps_domain=settings.apps_domain,
-        authorize=authorize,
+        authorize=AppAccess(platform.engine).authorize,
     )
     print(f"spacehub is serving at {settings.effective_public_url}", flush=True)
     await stop.wait()

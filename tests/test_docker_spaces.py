@@ -28,6 +28,7 @@ from tests.conftest import (
     ADMIN_TOKEN,
     EXAMPLES,
     Platform,
+    add_user,
     assert_page_and_its_script_load,
     assert_streamlit_session_renders,
     commit_all,
@@ -141,6 +142,19 @@ class Count(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(("0.0.0.0", 7860), Count).serve_forever()
 """
 
+HEADERS_APP = """\
+import http.server, json
+class Headers(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps(sorted(name.lower() for name in self.headers)).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+http.server.ThreadingHTTPServer(("0.0.0.0", 7860), Headers).serve_forever()
+"""
+PRIVATE_SPACES = {"dt-private"}
+
 # name → (sdk, files): pushed once, in this order, when the module starts.
 SPACES: dict[str, tuple[str, dict[str, str] | Path]] = {
     "dt-greet": ("gradio", EXAMPLES / "gradio-greet"),
@@ -155,6 +169,7 @@ SPACES: dict[str, tuple[str, dict[str, str] | Path]] = {
     "dt-life": ("docker", tiny_docker_app("Life")),
     "dt-crash": ("docker", {**tiny_docker_app("Crash"), "server.py": CRASH_APP}),
     "dt-store": ("docker", {**tiny_docker_app("Store"), "server.py": STORE_APP}),
+    "dt-private": ("docker", {**tiny_docker_app("Private"), "server.py": HEADERS_APP}),
     "dt-mute": (
         "docker",
         tiny_docker_app(
@@ -223,8 +238,8 @@ class Hub:
         self.created: list[str] = []
         self.api = HfApi(endpoint=platform.url, token=ADMIN_TOKEN)
 
-    def create(self, name: str, sdk: str) -> str:
-        space_id = self.platform.create_space(name, sdk=sdk)
+    def create(self, name: str, sdk: str, private: bool = False) -> str:
+        space_id = self.platform.create_space(name, sdk=sdk, private=private)
         self.created.append(space_id)
         return space_id
 
@@ -288,13 +303,16 @@ class Hub:
         owner, name = space_id.split("/")
         return f"http://{owner}-{name}.localhost:{self.platform.port}/"
 
-    def get(self, space_id: str, form: str, path: str = "") -> httpx.Response:
+    def get(
+        self, space_id: str, form: str, path: str = "", headers: dict[str, str] | None = None
+    ) -> httpx.Response:
         """GET through the proxy in one URL form (the subdomain form by its Host header)."""
+        headers = dict(headers or {})
         if form == "path":
-            return httpx.get(self.path_url(space_id) + path, timeout=10)
+            return httpx.get(self.path_url(space_id) + path, headers=headers, timeout=10)
         owner, name = space_id.split("/")
-        host = f"{owner}-{name}.localhost:{self.platform.port}"
-        return httpx.get(f"{self.platform.url}/{path}", headers={"Host": host}, timeout=10)
+        headers["Host"] = f"{owner}-{name}.localhost:{self.platform.port}"
+        return httpx.get(f"{self.platform.url}/{path}", headers=headers, timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -305,7 +323,7 @@ def module_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     started = time.monotonic()
     try:
         for name, (sdk, files) in SPACES.items():
-            space_id = hub.create(name, sdk)
+            space_id = hub.create(name, sdk, private=name in PRIVATE_SPACES)
             if name == "dt-secrets":
                 hub.api.add_space_secret(space_id, "DT_SECRET", SECRET_VALUE)
                 hub.api.add_space_variable(space_id, "DT_VAR", "plain-value")
@@ -526,6 +544,22 @@ def test_persistent_storage_keeps_data_across_restarts(hub):
         lambda: hub.get(store, "path").text == "2",
         60,
         "the restarted app to find its first start's line in /data",
+    )
+
+
+def test_private_app_answers_its_owner_only_and_never_sees_the_token(hub):
+    private = "admin/dt-private"
+    hub.running(private)
+    for form in ("path", "subdomain"):
+        assert hub.get(private, form).status_code == 404, f"anonymous, {form} form"
+        for header in ("Authorization", "X-HF-Authorization"):
+            answer = hub.get(private, form, headers={header: f"Bearer {ADMIN_TOKEN}"})
+            assert answer.status_code == 200, f"{header}, {form} form"
+            seen = answer.json()
+            assert "authorization" not in seen and "x-hf-authorization" not in seen, seen
+    stranger = add_user(hub.platform, "dt-stranger")
+    assert (
+        hub.get(private, "path", headers={"Authorization": f"Bearer {stranger}"}).status_code == 404
     )
 
 
