@@ -619,13 +619,16 @@ def test_run_logs_restart_rebuild_pause_and_delete(hub):
 
 
 def test_platform_restart_re_adopts_the_running_container(hub):
-    greet = "admin/dt-greet"
+    greet, port = "admin/dt-greet", "admin/dt-fastapi"
     hub.running(greet)
+    hub.running(port)
     (before,) = [c for c in containers_of(greet) if c.status == "running"]
+    (removed,) = [c for c in containers_of(port) if c.status == "running"]
     platform = hub.platform
     assert platform.stop() == 0
     before.reload()
     assert before.status == "running", "stopping the platform leaves apps running"
+    removed.remove(force=True)  # gone while the platform was down
     builds_before = sorted((platform.data_dir / "logs" / "builds").iterdir())
 
     restarted = start_platform(platform.data_dir, port=platform.port, BUILD_CA_BUNDLE=CA_BUNDLE)
@@ -634,6 +637,8 @@ def test_platform_restart_re_adopts_the_running_container(hub):
     assert "Howdy" in hub.get(greet, "path", "config").text
     (after,) = [c for c in containers_of(greet) if c.status == "running"]
     assert after.id == before.id
+    hub.running(port, 60)
+    assert hub.get(port, "path").status_code == 200, "a vanished instance is started again"
     assert sorted((platform.data_dir / "logs" / "builds").iterdir()) == builds_before
 
 

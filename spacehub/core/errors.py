@@ -31,14 +31,6 @@ class RepoNotFound(NotFound):
     code = "RepoNotFound"
 
 
-class RevisionNotFound(NotFound):
-    code = "RevisionNotFound"
-
-
-class EntryNotFound(NotFound):
-    code = "EntryNotFound"
-
-
 class Conflict(SpacehubError):
     """The request collides with existing state (409)."""
 

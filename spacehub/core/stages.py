@@ -19,9 +19,6 @@ class Stage(StrEnum):
     DELETING = "DELETING"
 
 
-SERVING = frozenset({Stage.RUNNING, Stage.RUNNING_BUILDING, Stage.RUNNING_APP_STARTING})
-
-
 def building_stage(serving: bool) -> Stage:
     return Stage.RUNNING_BUILDING if serving else Stage.BUILDING
 

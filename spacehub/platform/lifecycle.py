@@ -6,7 +6,7 @@ import shutil
 from anyio import to_thread
 from sqlmodel import Session
 
-from spacehub.core.errors import Conflict, Unprocessable
+from spacehub.core.errors import Conflict, SpacehubError, Unprocessable
 from spacehub.core.release import Artifact
 from spacehub.core.space_config import SpaceConfig
 from spacehub.core.stages import Stage, starting_stage
@@ -81,11 +81,16 @@ async def _restart_in_background(
 ) -> None:
     try:
         await roll_out(platform, space_id, artifact, config)
-    except StartFailed as error:
+    except (StartFailed, SpacehubError) as error:
+        reason = (
+            f"{error.reason}\n{error.log_tail}"
+            if isinstance(error, StartFailed)
+            else f"the release could not start: {error.message}; push again or factory rebuild"
+        )
         with session_scope(platform.engine) as session:
             space = session.get(Space, space_id)
             if space is not None:
-                set_stage(session, space, Stage.RUNTIME_ERROR, f"{error.reason}\n{error.log_tail}")
+                set_stage(session, space, Stage.RUNTIME_ERROR, reason)
                 publish_route(platform, session, space)
 
 

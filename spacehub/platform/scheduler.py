@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from sqlmodel import col, select
 from spacehub.core.stages import Stage
 from spacehub.platform.context import Platform
 from spacehub.platform.db import session_scope
+from spacehub.platform.lifecycle import restart_space
 from spacehub.platform.models import Space, utcnow
 from spacehub.platform.rollout import (
     instance_from_state,
@@ -19,8 +21,8 @@ from spacehub.platform.rollout import (
     log_tail,
     publish_route,
 )
-from spacehub.platform.services.spaces import set_stage
-from spacehub.runtime.base import InstanceState
+from spacehub.platform.services.spaces import owner_of, set_stage
+from spacehub.runtime.base import Instance, InstanceState
 
 log = logging.getLogger(__name__)
 WATCH_SECONDS = 1.0
@@ -38,26 +40,41 @@ class CrashRecord:
 
 
 async def adopt_instances(platform: Platform) -> None:
-    """After a platform restart: re-attach to running instances and republish every route."""
+    """After a platform restart: re-attach to live instances, stop orphans, start vanished ones."""
     runtime = platform.runtime
+    existing = await runtime.list_instances() if runtime is not None else []
+    adopted: set[str] = set()
+    ours: set[str] = set()
+    vanished: list[int] = []
     with session_scope(platform.engine) as session:
         for space in session.exec(select(Space)).all():
+            ours.add(f"{owner_of(session, space).name}/{space.name}")
             if space.instance_state is not None and runtime is not None:
-                adopted = await runtime.adopt(space.instance_state["runtime"])
-                if adopted is None:
-                    space.instance_state = None
-                    if space.stage in (
-                        Stage.RUNNING,
-                        Stage.RUNNING_BUILDING,
-                        Stage.RUNNING_APP_STARTING,
-                    ):
-                        space.stage = Stage.STOPPED
-                        space.error_message = "the app's instance was gone after a platform restart"
-                else:
-                    space.instance_state = instance_state(adopted)
+                instance = await runtime.adopt(space.instance_state["runtime"])
+                space.instance_state = None if instance is None else instance_state(instance)
+                if instance is not None:
+                    adopted.add(_identity(instance))
+                elif space.stage not in (Stage.PAUSED, Stage.DELETING):
+                    vanished.append(space.id)
                 session.add(space)
                 session.commit()
             publish_route(platform, session, space)
+    for orphan in existing:
+        # Instances of our spaces that no space records: a rollout a crash cut short. Other
+        # platforms' spaces may share the Docker engine: they are not ours to stop.
+        if runtime is not None and orphan.space_id in ours and _identity(orphan) not in adopted:
+            log.warning("stopping an orphan instance of %s", orphan.space_id)
+            await runtime.stop(orphan)
+    with session_scope(platform.engine) as session:
+        for space_id in vanished:
+            # Removed while the platform was down, or the host rebooted: start it again.
+            space = session.get(Space, space_id)
+            if space is not None:
+                await restart_space(platform, session, space, factory=False)
+
+
+def _identity(instance: Instance) -> str:
+    return json.dumps(instance.state, sort_keys=True)
 
 
 async def watch_spaces(platform: Platform, stop: asyncio.Event) -> None:

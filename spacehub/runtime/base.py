@@ -31,7 +31,6 @@ class InstanceStatus:
     state: InstanceState
     exit_code: int | None = None
     oom_killed: bool = False
-    restarts: int = 0
 
 
 class Runtime(ABC):
@@ -61,6 +60,10 @@ class Runtime(ABC):
     @abstractmethod
     async def restart(self, instance: Instance) -> Instance:
         """Start the same release again (after a crash); the address may change."""
+
+    @abstractmethod
+    async def list_instances(self) -> list[Instance]:
+        """Every instance this runtime holds, running or not, whatever the database says."""
 
     @abstractmethod
     async def remove_space(self, space_id: str) -> None:

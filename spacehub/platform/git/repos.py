@@ -56,16 +56,6 @@ def list_files(repo: Path, commit: str) -> list[str]:
     return [name for name in out.decode(errors="replace").split("\0") if name]
 
 
-def read_file(repo: Path, commit: str, path: str) -> bytes | None:
-    result = subprocess.run(
-        ["git", "--git-dir", str(repo), "cat-file", "blob", f"{commit}:{path}"],
-        capture_output=True,
-        timeout=GIT_TIMEOUT,
-        check=False,
-    )
-    return result.stdout if result.returncode == 0 else None
-
-
 def export_commit(repo: Path, commit: str, destination: Path) -> None:
     """Write the commit's files to `destination`; symlinks that leave the tree are dropped."""
     destination.mkdir(parents=True, exist_ok=True)
