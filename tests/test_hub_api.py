@@ -223,6 +223,21 @@ def test_list_spaces_by_author_and_search(
     assert len(list(bob.list_spaces(author="bob", limit=2))) == 2
 
 
+def test_list_spaces_shows_private_spaces_to_org_members_and_admins_only(
+    api: HfApi, hub: Platform, tokens: dict[str, str]
+) -> None:
+    api.create_repo("team/listed-secret", repo_type="space", space_sdk="static", private=True)
+
+    def listed(token: str | bool) -> set[str]:
+        client = HfApi(endpoint=hub.url, token=token)
+        return {space.id for space in client.list_spaces(author="team")}
+
+    assert "team/listed-secret" in listed(tokens["carol"]), "an org member"
+    assert "team/listed-secret" in listed(ADMIN_TOKEN), "an admin"
+    assert "team/listed-secret" not in listed(tokens["bob"])
+    assert "team/listed-secret" not in listed(False)
+
+
 def test_list_spaces_search_matches_underscores_literally(api: HfApi) -> None:
     for name in ("under_score", "underXscore"):
         api.create_repo(f"admin/{name}", repo_type="space", space_sdk="static")

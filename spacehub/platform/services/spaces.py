@@ -8,7 +8,7 @@ from spacehub.core.names import subdomain_label, validate_label, validate_name
 from spacehub.core.space_config import SDKS
 from spacehub.core.stages import Stage
 from spacehub.platform.models import Build, Secret, Space, User, Variable, utcnow
-from spacehub.platform.services.accounts import Caller, can_read
+from spacehub.platform.services.accounts import Caller, can_read, org_names
 
 
 def create_space(
@@ -93,9 +93,14 @@ def list_visible_spaces(
         escaped = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         name = func.lower(User.name + "/" + Space.name)
         statement = statement.where(name.like(f"%{escaped}%", escape="\\"))
-    rows = session.exec(statement.order_by(col(Space.updated_at).desc(), col(Space.id).desc()))
-    visible = [(space, user) for space, user in rows if can_read(session, caller, space)]
-    return visible[offset : offset + limit]
+    if caller.user is None:
+        statement = statement.where(col(Space.private).is_(False))
+    elif not caller.user.is_admin:
+        # The rule of accounts.readers, in SQL: public, the caller's own, or their orgs'.
+        owners = [caller.user.id, *(org.id for org in org_names(session, caller.user))]
+        statement = statement.where(col(Space.private).is_(False) | col(Space.owner_id).in_(owners))
+    ordered = statement.order_by(col(Space.updated_at).desc(), col(Space.id).desc())
+    return list(session.exec(ordered.offset(offset).limit(limit)))
 
 
 def delete_space(session: Session, space: Space) -> None:
