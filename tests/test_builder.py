@@ -9,13 +9,12 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker
 import pytest
 
 from spacehub.builder.image import BuildFailed, ImageBuildOptions, build_image
 from spacehub.builder.plan import plan_build
 from spacehub.core.release import Artifact
-
-docker = pytest.importorskip("docker")
 
 pytestmark = pytest.mark.docker
 

@@ -415,8 +415,6 @@ def wait_until_answering(port: int, process: subprocess.Popen[bytes], log: Path)
 
 @pytest.fixture(scope="module")
 def real_apps(harness: ProxyHarness, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    pytest.importorskip("gradio")
-    pytest.importorskip("streamlit")
     logs = tmp_path_factory.mktemp("apps")
     gradio_port, streamlit_port = free_port(), free_port()
     gradio = start_app(

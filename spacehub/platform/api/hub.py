@@ -1,6 +1,5 @@
 """Routes of the Hub's API for spaces: identity, repos, spaces, runtime, secrets, variables."""
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from anyio import to_thread
@@ -264,7 +263,7 @@ def request_storage(
 def get_secrets(owner: str, name: str, caller: CallerDep, session: SessionDep) -> dict:
     space = _writable_space(session, caller, owner, name)
     return {
-        row.key: {"description": row.description, "updatedAt": _stamp(row.updated_at)}
+        row.key: {"description": row.description, "updatedAt": hub_timestamp(row.updated_at)}
         for row in secrets.list_secrets(session, space)
     }
 
@@ -354,7 +353,7 @@ def _variables(session: Session, space: Space) -> dict:
         row.key: {
             "value": row.value,
             "description": row.description,
-            "updatedAt": _stamp(row.updated_at),
+            "updatedAt": hub_timestamp(row.updated_at),
         }
         for row in secrets.list_variables(session, space)
     }
@@ -364,7 +363,3 @@ def _save(session: Session, space: Space) -> None:
     session.add(space)
     session.commit()
     session.refresh(space)
-
-
-def _stamp(moment: datetime) -> str:
-    return hub_timestamp(moment)

@@ -1,7 +1,5 @@
 """Domain objects → the JSON shapes huggingface_hub parses."""
 
-from datetime import datetime
-
 from spacehub.core.hardware import FLAVORS
 from spacehub.platform.build_logs import hub_timestamp
 from spacehub.platform.models import Space, User
@@ -47,8 +45,8 @@ def space_json(
         "id": f"{owner.name}/{space.name}",
         "author": owner.name,
         "sha": space.head_commit,
-        "lastModified": _date(space.updated_at),
-        "createdAt": _date(space.created_at),
+        "lastModified": hub_timestamp(space.updated_at),
+        "createdAt": hub_timestamp(space.created_at),
         "private": space.private,
         "gated": False,
         "disabled": False,
@@ -85,7 +83,3 @@ def hardware_json() -> list[dict]:
         }
         for flavor in FLAVORS.values()
     ]
-
-
-def _date(moment: datetime) -> str:
-    return hub_timestamp(moment)
