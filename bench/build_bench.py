@@ -17,7 +17,7 @@ from spacehub.builder.dockerfile import DEFAULT_SDK_VERSIONS
 from spacehub.builder.image import ImageBuildOptions, build_image
 from spacehub.builder.plan import plan_build
 
-EXAMPLES = Path("/work/shared/examples")
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 BASELINE_DOCKERFILE = """\
 FROM {base}
 RUN useradd -m -u 1000 user

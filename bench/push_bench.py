@@ -21,7 +21,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "shared" / "examples" / "static-site"
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "static-site"
 TOKEN = "hf_benchtokenXXXXXXXXXXXXXXXXXXXXXXXXX"
 GIT_ENV = {
     **os.environ,

@@ -16,7 +16,7 @@ from urllib.parse import urljoin
 import httpx
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 IN_CI = os.environ.get("CI") == "true"
 ADMIN_TOKEN = "hf_testadmintokenXXXXXXXXXXXXXXXXXXXX"
 

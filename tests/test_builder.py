@@ -15,10 +15,10 @@ import pytest
 from spacehub.builder.image import BuildFailed, ImageBuildOptions, build_image
 from spacehub.builder.plan import plan_build
 from spacehub.core.release import Artifact
+from tests.conftest import EXAMPLES
 
 pytestmark = pytest.mark.docker
 
-EXAMPLES = Path(os.environ.get("SPACEHUB_EXAMPLES", "/work/shared/examples"))
 OWNER = "buildtest"
 BASE_IMAGE = os.environ.get("SPACEHUB_BASE_IMAGE", "python:3.11-slim")
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")

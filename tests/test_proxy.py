@@ -18,7 +18,11 @@ from websockets.sync.client import connect as ws_connect
 
 from spacehub.platform.proxy import ProxyLimits
 from spacehub.platform.route_table import Route, Upstream
-from tests.conftest import assert_page_and_its_script_load, assert_streamlit_session_renders
+from tests.conftest import (
+    EXAMPLES,
+    assert_page_and_its_script_load,
+    assert_streamlit_session_renders,
+)
 from tests.proxy_upstreams import GOOD_TOKEN, ProxyHarness, free_port
 
 LIMITS = ProxyLimits(header_timeout=1.0, idle_timeout=1.5, max_head_size=16 * 1024)
@@ -377,10 +381,6 @@ def test_bad_request_answers_400_and_the_proxy_goes_on(harness, client):
 
 
 # Real Gradio and Streamlit apps, in both URL forms
-
-EXAMPLES = Path("/work/shared/examples")
-if not EXAMPLES.is_dir():
-    EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def gradio_environment(owner: str, name: str, port: int) -> dict[str, str]:

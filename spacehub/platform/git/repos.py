@@ -1,5 +1,6 @@
 """Bare repositories on disk, read with the real `git` (argument lists, timeouts)."""
 
+import os
 import subprocess
 import tarfile
 from pathlib import Path
@@ -8,6 +9,23 @@ from spacehub.core.errors import NotFound
 
 GIT_TIMEOUT = 60
 DEFAULT_BRANCH = "main"
+
+
+def git_environment(**extra: str) -> dict[str, str]:
+    """The environment of every git the platform runs: no system, global or user config.
+
+    Debian's git-lfs writes a required LFS smudge filter into /etc/gitconfig, and a user's
+    ~/.gitconfig may set hooks, filters or rewrites: none of it may act on spaces' repositories.
+    """
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": "/nonexistent",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_TERMINAL_PROMPT": "0",
+        "LC_ALL": "C",
+        **extra,
+    }
 
 
 def repo_path(repos_dir: Path, owner: str, name: str) -> Path:
@@ -21,6 +39,7 @@ def run_git(repo: Path, *args: str, input_bytes: bytes | None = None) -> bytes:
         capture_output=True,
         timeout=GIT_TIMEOUT,
         check=False,
+        env=git_environment(),
     )
     if result.returncode != 0:
         raise RuntimeError(
@@ -36,6 +55,7 @@ def init_bare(repo: Path) -> None:
         check=True,
         timeout=GIT_TIMEOUT,
         capture_output=True,
+        env=git_environment(),
     )
     # http-backend refuses pushes unless the repository opts in.
     run_git(repo, "config", "http.receivepack", "true")
@@ -47,6 +67,7 @@ def head_commit(repo: Path, branch: str = DEFAULT_BRANCH) -> str | None:
         capture_output=True,
         timeout=GIT_TIMEOUT,
         check=False,
+        env=git_environment(),
     )
     return result.stdout.decode().strip() or None
 
@@ -68,6 +89,7 @@ def export_commit(repo: Path, commit: str, destination: Path) -> None:
                 stderr=subprocess.PIPE,
                 timeout=GIT_TIMEOUT,
                 check=False,
+                env=git_environment(),
             )
         if process.returncode != 0:
             raise NotFound(f"commit {commit} is not in the repository")
