@@ -169,6 +169,7 @@ def start_platform(data_dir: Path, port: int | None = None, **settings: str) -> 
         **os.environ,
         "SPACEHUB_DATA_DIR": str(data_dir),
         "SPACEHUB_PORT": str(port),
+        "SPACEHUB_SSH_PORT": str(free_port()),  # parallel platforms never share 2222
         "SPACEHUB_ADMIN_TOKEN": ADMIN_TOKEN,
         **{f"SPACEHUB_{key.upper()}": value for key, value in settings.items()},
     }
