@@ -31,8 +31,24 @@ class RepoNotFound(NotFound):
     code = "RepoNotFound"
 
 
+class RevisionNotFound(NotFound):
+    """No branch, tag or commit of that name in the space's repository."""
+
+    code = "RevisionNotFound"
+
+
+class EntryNotFound(NotFound):
+    """No file or folder at that path in the revision."""
+
+    code = "EntryNotFound"
+
+
 class Conflict(SpacehubError):
     """The request collides with existing state (409)."""
+
+
+class PreconditionFailed(SpacehubError):
+    """The caller's view is stale: e.g. the branch moved past the parent commit it named (412)."""
 
 
 class TooLarge(SpacehubError):

@@ -13,6 +13,7 @@ STATUS: list[tuple[type[errors.SpacehubError], int]] = [
     (errors.Forbidden, 403),
     (errors.NotFound, 404),
     (errors.Conflict, 409),
+    (errors.PreconditionFailed, 412),
     (errors.TooLarge, 413),
     (errors.Unprocessable, 422),
     (errors.InvalidConfig, 422),
