@@ -163,10 +163,16 @@ class Platform:
         return self.process.returncode
 
 
-def start_platform(data_dir: Path, port: int | None = None, **settings: str) -> Platform:
+def start_platform(
+    data_dir: Path,
+    port: int | None = None,
+    extra_env: dict[str, str] | None = None,
+    **settings: str,
+) -> Platform:
     port = port or free_port()
     env = {
         **os.environ,
+        **(extra_env or {}),
         "SPACEHUB_DATA_DIR": str(data_dir),
         "SPACEHUB_PORT": str(port),
         "SPACEHUB_SSH_PORT": str(free_port()),  # parallel platforms never share 2222

@@ -3,16 +3,18 @@
 import asyncio
 import base64
 import binascii
-from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from sqlmodel import Session
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
 
 from spacehub.core.errors import SpacehubError
 from spacehub.platform.context import Platform
 from spacehub.platform.deps import PlatformDep, SessionDep
 from spacehub.platform.git.hooks import hook_environment, hooks_dir
+from spacehub.platform.git.repos import git_environment
 from spacehub.platform.models import Space, TokenRole
 from spacehub.platform.services import accounts, spaces
 from spacehub.platform.services.accounts import Caller
@@ -37,11 +39,11 @@ async def git_smart_http(
     service = request.query_params.get("service") or git_path
     pushing = service == "git-receive-pack"
     try:
-        caller = _basic_caller(session, request)
+        caller = basic_caller(session, request)
     except SpacehubError as error:
         return _challenge(error.message)
     space = spaces.find_space(session, owner, name)
-    denial = _deny(session, caller, space, pushing)
+    denial = deny_git_access(session, caller, space, pushing)
     if denial is not None:
         return denial
     declared = request.headers.get("content-length")
@@ -51,15 +53,19 @@ async def git_smart_http(
         and declared.isdigit()
         and int(declared) > platform.settings.max_push_bytes
     ):
-        return _push_refused(
-            f"push over the limit of {platform.settings.max_push_bytes} bytes: "
-            "remove large files from the commits (or ask the admin to raise "
-            "SPACEHUB_MAX_PUSH_BYTES)"
-        )
+        return _push_refused(push_limit_message(platform.settings.max_push_bytes))
     return await _run_backend(platform, request, owner, name, git_path, caller)
 
 
-def _basic_caller(session: Session, request: Request) -> Caller:
+def push_limit_message(limit: int) -> str:
+    """What a push (or an LFS upload) over the cap is told; git shows it as "remote: …"."""
+    return (
+        f"push over the limit of {limit} bytes: remove large files from the commits "
+        "(or ask the admin to raise SPACEHUB_MAX_PUSH_BYTES)"
+    )
+
+
+def basic_caller(session: Session, request: Request) -> Caller:
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer":
         return accounts.caller_for_token(session, value.strip())
@@ -72,7 +78,9 @@ def _basic_caller(session: Session, request: Request) -> Caller:
     return accounts.caller_for_token(session, password)
 
 
-def _deny(session: Session, caller: Caller, space: Space | None, pushing: bool) -> Response | None:
+def deny_git_access(
+    session: Session, caller: Caller, space: Space | None, pushing: bool
+) -> Response | None:
     """None when allowed; else 401 (ask for a token), 403 or 404 as a Hub would answer."""
     visible = space is not None and accounts.can_read(session, caller, space)
     if not visible:
@@ -119,19 +127,19 @@ async def _run_backend(
     platform: Platform, request: Request, owner: str, name: str, git_path: str, caller: Caller
 ) -> Response:
     settings = platform.settings
-    environment = {
-        "GIT_PROJECT_ROOT": str(settings.repos_dir.resolve()),
-        "GIT_HTTP_EXPORT_ALL": "1",
-        "PATH_INFO": f"/{owner}/{name}.git/{git_path}",
-        "REQUEST_METHOD": request.method,
-        "QUERY_STRING": request.url.query,
-        "CONTENT_TYPE": request.headers.get("content-type", ""),
-        "REMOTE_USER": caller.name or "",
-        "REMOTE_ADDR": request.client.host if request.client else "",
-        "HTTP_CONTENT_ENCODING": request.headers.get("content-encoding", ""),
-        "HTTP_GIT_PROTOCOL": request.headers.get("git-protocol", ""),
+    environment = git_environment(
+        GIT_PROJECT_ROOT=str(settings.repos_dir.resolve()),
+        GIT_HTTP_EXPORT_ALL="1",
+        PATH_INFO=f"/{owner}/{name}.git/{git_path}",
+        REQUEST_METHOD=request.method,
+        QUERY_STRING=request.url.query,
+        CONTENT_TYPE=request.headers.get("content-type", ""),
+        REMOTE_USER=caller.name or "",
+        REMOTE_ADDR=request.client.host if request.client else "",
+        HTTP_CONTENT_ENCODING=request.headers.get("content-encoding", ""),
+        HTTP_GIT_PROTOCOL=request.headers.get("git-protocol", ""),
         **hook_environment(settings, f"{owner}/{name}"),
-    }
+    )
     process = await asyncio.create_subprocess_exec(
         "git",
         "-c",
@@ -141,13 +149,65 @@ async def _run_backend(
         "http-backend",
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
         env=environment,
     )
     feeding = asyncio.create_task(_feed(process, request))
     assert process.stdout is not None
     status, headers = await _read_cgi_head(process.stdout)
-    return StreamingResponse(_stream_rest(process, feeding), status_code=status, headers=headers)
+    return CgiResponse(process, feeding, status, headers)
+
+
+class CgiResponse(Response):
+    """Streams the CGI's answer while its request body may still be arriving.
+
+    Starlette's StreamingResponse listens for a disconnect by calling `receive()` while it
+    streams, taking body messages away from `_feed`: git then read a pack with holes (every
+    push over ~0.5 MB hung or failed). Here only `_feed` reads the body; a client that goes
+    away shows up as a failed `send`, which ends the CGI.
+    """
+
+    def __init__(
+        self,
+        process: asyncio.subprocess.Process,
+        feeding: asyncio.Task,
+        status: int,
+        headers: dict[str, str],
+    ) -> None:
+        # Not Response.__init__: it would declare `Content-Length: 0` for the empty body.
+        self.status_code = status
+        self.background = None
+        self.raw_headers = [
+            (key.lower().encode("latin-1"), value.encode("latin-1"))
+            for key, value in headers.items()
+        ]
+        self.process = process
+        self.feeding = feeding
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        stdout = self.process.stdout
+        assert stdout is not None
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    "headers": self.raw_headers,
+                }
+            )
+            while chunk := await stdout.read(CHUNK):
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            # git has answered: the rest of a request body it refused (a push over the limit)
+            # is not needed, and waiting for it would leave the client waiting for our end.
+            self.feeding.cancel()
+            if self.process.returncode is None:
+                try:
+                    await asyncio.wait_for(self.process.wait(), 60)
+                except TimeoutError:
+                    self.process.kill()
+                    await self.process.wait()
 
 
 async def _feed(process: asyncio.subprocess.Process, request: Request) -> None:
@@ -156,7 +216,7 @@ async def _feed(process: asyncio.subprocess.Process, request: Request) -> None:
         async for chunk in request.stream():
             process.stdin.write(chunk)
             await process.stdin.drain()
-    except (BrokenPipeError, ConnectionResetError):
+    except (BrokenPipeError, ConnectionResetError, ClientDisconnect):
         pass
     finally:
         process.stdin.close()
@@ -174,21 +234,3 @@ async def _read_cgi_head(stdout: asyncio.StreamReader) -> tuple[int, dict[str, s
             status = int(value.strip().split()[0])
         else:
             headers[key.strip()] = value.strip()
-
-
-async def _stream_rest(
-    process: asyncio.subprocess.Process, feeding: asyncio.Task
-) -> AsyncIterator[bytes]:
-    assert process.stdout is not None
-    try:
-        while chunk := await process.stdout.read(CHUNK):
-            yield chunk
-    finally:
-        if process.returncode is None:
-            try:
-                await asyncio.wait_for(process.wait(), 60)
-            except TimeoutError:
-                process.kill()
-        # git has answered: the rest of a request body it refused (a push over the limit)
-        # is not needed, and waiting for it would leave the client waiting for our end.
-        feeding.cancel()
