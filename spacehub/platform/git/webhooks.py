@@ -1,16 +1,14 @@
 """The push webhook: verified with HMAC-SHA256 over the raw body, then a build is queued."""
 
-from anyio import to_thread
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ValidationError
 
 from spacehub.core.errors import Forbidden, InvalidInput, RepoNotFound
-from spacehub.platform.api.shapes import app_host
 from spacehub.platform.deps import PlatformDep, SessionDep
 from spacehub.platform.git.hooks import SIGNATURE_HEADER, WEBHOOK_PATH
-from spacehub.platform.git.repos import DEFAULT_BRANCH, head_commit, repo_path
-from spacehub.platform.models import utcnow
-from spacehub.platform.services import builds, spaces
+from spacehub.platform.git.repos import DEFAULT_BRANCH
+from spacehub.platform.pushes import build_new_head
+from spacehub.platform.services import spaces
 from spacehub.platform.signatures import verify_signature
 
 router = APIRouter()
@@ -44,18 +42,4 @@ async def receive_push(request: Request, session: SessionDep, platform: Platform
         raise RepoNotFound("Repository not found")
     if not any(update.ref == f"refs/heads/{DEFAULT_BRANCH}" for update in event.updates):
         return {"message": f"spacehub: only pushes to '{DEFAULT_BRANCH}' are built"}
-    # The branch may have moved again since this hook started: build what it points at now,
-    # so that concurrent pushes end with the newest commit built.
-    repo = repo_path(platform.settings.repos_dir, owner, name)
-    head = await to_thread.run_sync(head_commit, repo)
-    if head is None:
-        return {"message": f"spacehub: '{DEFAULT_BRANCH}' was deleted; the live release stays"}
-    space.head_commit = head
-    space.updated_at = utcnow()
-    session.add(space)
-    session.commit()
-    queued = builds.enqueue(session, space, head)
-    platform.build_wakeup.set()
-    url = app_host(platform.settings, owner, name, space.label)
-    state = "build queued" if queued else "already building this commit"
-    return {"message": f"spacehub: {state} for {head[:12]}; the app will be at {url}"}
+    return {"message": await build_new_head(platform, session, space)}
