@@ -10,12 +10,12 @@ from sqlmodel import Session
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
-from spacehub.core.errors import SpacehubError
+from spacehub.core.errors import NotFound, SpacehubError, Unauthorized
 from spacehub.platform.context import Platform
 from spacehub.platform.deps import PlatformDep, SessionDep
-from spacehub.platform.git.hooks import hook_environment, hooks_dir
-from spacehub.platform.git.repos import git_environment
-from spacehub.platform.models import Space, TokenRole
+from spacehub.platform.errors import status_of
+from spacehub.platform.git.transport import authorize_git, start_git_service
+from spacehub.platform.models import Space
 from spacehub.platform.services import accounts, spaces
 from spacehub.platform.services.accounts import Caller
 
@@ -82,22 +82,14 @@ def deny_git_access(
     session: Session, caller: Caller, space: Space | None, pushing: bool
 ) -> Response | None:
     """None when allowed; else 401 (ask for a token), 403 or 404 as a Hub would answer."""
-    visible = space is not None and accounts.can_read(session, caller, space)
-    if not visible:
-        # Anonymous callers are asked for credentials so that git retries with its token.
-        if caller.user is None:
-            return _challenge("authentication required")
-        return _refuse(404, "Repository not found", "RepoNotFound")
-    if not pushing:
-        return None
-    if caller.user is None:
-        return _challenge("a write token is required to push")
-    if caller.role != TokenRole.WRITE:
-        return _refuse(403, "this token is read-only: pushing needs a 'write' token")
     try:
-        accounts.require_write(session, caller, spaces.owner_of(session, space))
+        authorize_git(session, caller, space, pushing)
+    except Unauthorized as error:
+        # Anonymous callers are asked for credentials so that git retries with its token.
+        return _challenge(error.message)
     except SpacehubError as error:
-        return _refuse(403, error.message)
+        code = error.code if isinstance(error, NotFound) else None
+        return _refuse(status_of(error), error.message, code)
     return None
 
 
@@ -127,7 +119,11 @@ async def _run_backend(
     platform: Platform, request: Request, owner: str, name: str, git_path: str, caller: Caller
 ) -> Response:
     settings = platform.settings
-    environment = git_environment(
+    process = await start_git_service(
+        settings,
+        f"{owner}/{name}",
+        "http-backend",
+        stderr=asyncio.subprocess.DEVNULL,
         GIT_PROJECT_ROOT=str(settings.repos_dir.resolve()),
         GIT_HTTP_EXPORT_ALL="1",
         PATH_INFO=f"/{owner}/{name}.git/{git_path}",
@@ -138,19 +134,6 @@ async def _run_backend(
         REMOTE_ADDR=request.client.host if request.client else "",
         HTTP_CONTENT_ENCODING=request.headers.get("content-encoding", ""),
         HTTP_GIT_PROTOCOL=request.headers.get("git-protocol", ""),
-        **hook_environment(settings, f"{owner}/{name}"),
-    )
-    process = await asyncio.create_subprocess_exec(
-        "git",
-        "-c",
-        f"core.hooksPath={hooks_dir(settings).resolve()}",
-        "-c",
-        f"receive.maxInputSize={settings.max_push_bytes}",
-        "http-backend",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        env=environment,
     )
     feeding = asyncio.create_task(_feed(process, request))
     assert process.stdout is not None
