@@ -35,7 +35,7 @@ class Platform:
         webhook = load_or_create_key(data / "webhook.secret", secrets.token_hex(32).encode())
         return cls(
             settings=settings,
-            engine=make_engine(settings.effective_database_url),
+            engine=make_engine(settings.effective_database_url, settings.database_pool_size),
             secret_box=SecretBox(key),
             webhook_secret=webhook,
         )

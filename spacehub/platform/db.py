@@ -11,14 +11,23 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlmodel import Session, create_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+POOL_TIMEOUT_SECONDS = 10
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pool_size: int = 20) -> Engine:
+    """The engine; `pool_size` connections, as many again in overflow, a short wait for one.
+
+    A caller that cannot get a connection within POOL_TIMEOUT_SECONDS fails (and is answered
+    503) rather than queueing behind a pool that streams or a stuck writer hold.
+    """
+    pool = {"pool_size": pool_size, "max_overflow": pool_size, "pool_timeout": POOL_TIMEOUT_SECONDS}
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, **pool
+        )
         event.listen(engine, "connect", _tune_sqlite)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, **pool)
 
 
 def _tune_sqlite(connection: DBAPIConnection, _record: object) -> None:

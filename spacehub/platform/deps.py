@@ -29,10 +29,14 @@ def bearer_token(request: Request) -> str | None:
     return None
 
 
-def get_caller(request: Request, session: Annotated[Session, Depends(get_session)]) -> Caller:
+# Closed when the route function returns, before the response body is sent: a streamed answer
+# (a clone, a static file, a log) must not hold a pooled connection for as long as it lasts.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def get_caller(request: Request, session: SessionDep) -> Caller:
     return caller_for_token(session, bearer_token(request))
 
 
 PlatformDep = Annotated[Platform, Depends(get_platform)]
-SessionDep = Annotated[Session, Depends(get_session)]
 CallerDep = Annotated[Caller, Depends(get_caller)]

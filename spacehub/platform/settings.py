@@ -35,6 +35,13 @@ class Settings(BaseSettings):
         default=None,
         description="SQLAlchemy URL; default SQLite in DATA_DIR, or postgresql+psycopg://…",
     )
+    database_pool_size: int = Field(
+        default=20,
+        ge=1,
+        le=1000,
+        description="Database connections kept open (as many again in overflow); requests "
+        "hold one only while they read or write, never while a body streams.",
+    )
     runtime: Literal["auto", "docker"] = Field(
         default="auto", description="How apps run: docker, or auto (Docker when a daemon answers)."
     )
