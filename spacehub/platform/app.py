@@ -16,7 +16,7 @@ from spacehub.platform.api import logs as logs_api
 from spacehub.platform.context import Platform
 from spacehub.platform.db import migrate, session_scope
 from spacehub.platform.errors import install_error_handlers
-from spacehub.platform.git import http_backend, webhooks
+from spacehub.platform.git import http_backend, lfs, webhooks
 from spacehub.platform.limits import BodySizeLimit
 from spacehub.platform.scheduler import adopt_instances, watch_spaces
 from spacehub.platform.services import accounts, builds
@@ -55,6 +55,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.include_router(hub.router)
     app.include_router(logs_api.router)
     app.include_router(webhooks.router)
+    app.include_router(lfs.router)  # before the git bridge's catch-all path
     app.include_router(http_backend.router)
     app.include_router(apps_pages.router)
     return app

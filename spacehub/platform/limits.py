@@ -49,7 +49,10 @@ class BodyTooLarge(HTTPException):
 
 
 def _is_git(path: str) -> bool:
-    # Pushes have their own limit (max_push_bytes), enforced by the git bridge.
+    # Pushes and LFS uploads have their own limit (max_push_bytes), enforced by the git bridge
+    # and the LFS routes; an LFS batch request is a small JSON body like any other.
     return path.startswith("/spaces/") and (
-        "/git-receive-pack" in path or "/git-upload-pack" in path
+        "/git-receive-pack" in path
+        or "/git-upload-pack" in path
+        or ("/info/lfs/objects/" in path and not path.endswith("/batch"))
     )

@@ -15,7 +15,7 @@ from anyio import to_thread
 
 from spacehub.builder.plan import BuildPlan, plan_build
 from spacehub.builder.static import build_static_release
-from spacehub.core.errors import InvalidConfig, NoAppFile
+from spacehub.core.errors import InvalidConfig, NoAppFile, Unprocessable
 from spacehub.core.release import Artifact
 from spacehub.core.stages import Stage, building_stage
 from spacehub.platform.build_logs import LogWriter
@@ -109,7 +109,14 @@ async def process_build(platform: Platform, build: Build) -> None:
         return
     try:
         job.log.write(f"Building {job.space_name} at commit {job.build.commit}")
-        await to_thread.run_sync(export_commit, job.repo, job.build.commit, job.workdir)
+        try:
+            await to_thread.run_sync(
+                export_commit, job.repo, job.build.commit, job.workdir, platform.settings.data_dir
+            )
+        except Unprocessable as error:  # an LFS file whose object the space lacks
+            job.log.write(f"{Stage.BUILD_ERROR}: {error.message}")
+            _fail(platform, job.build, Stage.BUILD_ERROR, error.message)
+            return
         try:
             plan = await to_thread.run_sync(plan_build, job.workdir, job.sdk)
         except (InvalidConfig, NoAppFile) as error:

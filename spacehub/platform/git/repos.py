@@ -6,6 +6,7 @@ import tarfile
 from pathlib import Path
 
 from spacehub.core.errors import NotFound
+from spacehub.platform.git import lfs_store
 
 GIT_TIMEOUT = 60
 DEFAULT_BRANCH = "main"
@@ -77,8 +78,12 @@ def list_files(repo: Path, commit: str) -> list[str]:
     return [name for name in out.decode(errors="replace").split("\0") if name]
 
 
-def export_commit(repo: Path, commit: str, destination: Path) -> None:
-    """Write the commit's files to `destination`; symlinks that leave the tree are dropped."""
+def export_commit(repo: Path, commit: str, destination: Path, data_dir: Path) -> None:
+    """Write the commit's files to `destination`; symlinks that leave the tree are dropped.
+
+    Git LFS pointers are replaced by their objects from DATA_DIR's store (`data_dir`): a
+    pointer whose object the space lacks is Unprocessable, naming the file.
+    """
     destination.mkdir(parents=True, exist_ok=True)
     archive = destination.parent / f".{destination.name}.tar"
     try:
@@ -94,9 +99,12 @@ def export_commit(repo: Path, commit: str, destination: Path) -> None:
         if process.returncode != 0:
             raise NotFound(f"commit {commit} is not in the repository")
         with tarfile.open(archive) as tar:
-            tar.extractall(destination, members=_members_inside(tar, destination), filter="data")
+            members = _members_inside(tar, destination)
+            tar.extractall(destination, members=members, filter="data")
     finally:
         archive.unlink(missing_ok=True)
+    small = [m.name for m in members if m.isfile() and m.size <= lfs_store.POINTER_MAX_BYTES]
+    lfs_store.replace_pointers(data_dir, repo, destination, small)
 
 
 def _members_inside(tar: tarfile.TarFile, root: Path) -> list[tarfile.TarInfo]:
