@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from email.utils import formatdate
 
@@ -11,13 +11,15 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from spacehub.platform import apps_pages
-from spacehub.platform.api import hub
+from spacehub.platform.api import health, hub
 from spacehub.platform.api import logs as logs_api
 from spacehub.platform.context import Platform
 from spacehub.platform.db import migrate, session_scope
 from spacehub.platform.errors import install_error_handlers
 from spacehub.platform.git import http_backend, lfs, webhooks
 from spacehub.platform.limits import BodySizeLimit
+from spacehub.platform.loops import keep_running
+from spacehub.platform.pushes import build_unbuilt_heads
 from spacehub.platform.scheduler import adopt_instances, watch_spaces
 from spacehub.platform.services import accounts, builds
 from spacehub.platform.settings import Settings
@@ -37,9 +39,14 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         platform.runtime = await connect_runtime(settings)
         await adopt_instances(platform)
         stop = asyncio.Event()
+        loops: dict[str, Callable[[], Awaitable[None]]] = {
+            "build-workers": lambda: run_build_workers(platform, settings.build_workers, stop),
+            "space-watcher": lambda: watch_spaces(platform, stop),
+            "unbuilt-heads": lambda: build_unbuilt_heads(platform, stop),
+        }
         tasks = [
-            asyncio.create_task(run_build_workers(platform, settings.build_workers, stop)),
-            asyncio.create_task(watch_spaces(platform, stop)),
+            asyncio.create_task(keep_running(name, run, stop, platform.loops))
+            for name, run in loops.items()
         ]
         try:
             yield
@@ -53,6 +60,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.add_middleware(FreshDateHeader)
     install_error_handlers(app)
     app.include_router(hub.router)
+    app.include_router(health.router)
     app.include_router(logs_api.router)
     app.include_router(webhooks.router)
     app.include_router(lfs.router)  # before the git bridge's catch-all path

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from spacehub.platform.db import make_engine
+from spacehub.platform.loops import LoopHealth
 from spacehub.platform.route_table import RouteTable
 from spacehub.platform.security import SecretBox, load_or_create_key
 from spacehub.platform.settings import Settings
@@ -22,6 +23,7 @@ class Platform:
     routes: RouteTable = field(default_factory=RouteTable)
     runtime: Runtime | None = None
     build_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    loops: dict[str, LoopHealth] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Platform":

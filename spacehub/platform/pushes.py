@@ -1,14 +1,23 @@
 """What follows a change of a space's `main`, whether a git push or a commit through the API."""
 
-from anyio import to_thread
-from sqlmodel import Session
+import asyncio
+import contextlib
+import logging
 
+from anyio import to_thread
+from sqlmodel import Session, select
+
+from spacehub.core.stages import Stage
 from spacehub.platform.api.shapes import app_host
 from spacehub.platform.context import Platform
+from spacehub.platform.db import session_scope
 from spacehub.platform.git.repos import DEFAULT_BRANCH, head_commit, repo_path
-from spacehub.platform.models import Space, utcnow
+from spacehub.platform.models import Space, User, utcnow
 from spacehub.platform.services import builds
 from spacehub.platform.services.spaces import owner_of
+
+log = logging.getLogger(__name__)
+UNBUILT_CHECK_SECONDS = 30.0
 
 
 async def build_new_head(platform: Platform, session: Session, space: Space) -> str:
@@ -29,3 +38,41 @@ async def build_new_head(platform: Platform, session: Session, space: Space) -> 
     url = app_host(platform.settings, owner.name, space.name, space.label)
     state = "build queued" if queued else "already building this commit"
     return f"spacehub: {state} for {head[:12]}; the app will be at {url}"
+
+
+def queue_unbuilt_heads(platform: Platform) -> int:
+    """Queue a build for every space whose `main` is not the commit it last built or queued.
+
+    A push whose webhook never arrived (the platform was killed mid-push, or was too busy)
+    would otherwise leave its commit unbuilt for good: git says "Everything up-to-date".
+    Blocking (git and SQL): run it in a thread. Returns how many builds it queued.
+    """
+    queued = 0
+    with session_scope(platform.engine) as session:
+        rows = session.exec(select(Space, User).where(Space.owner_id == User.id)).all()
+        for space, owner in rows:
+            owner_name = owner.name
+            if space.stage == Stage.DELETING:
+                continue
+            head = head_commit(repo_path(platform.settings.repos_dir, owner_name, space.name))
+            latest = builds.latest_build(session, space)
+            if head is None or (latest is not None and latest.commit == head):
+                continue
+            log.warning(
+                "%s/%s: main is at %s, never built: building it", owner_name, space.name, head[:12]
+            )
+            space.head_commit = head
+            session.add(space)
+            if builds.enqueue(session, space, head) is not None:
+                queued += 1
+    if queued:
+        platform.build_wakeup.set()
+    return queued
+
+
+async def build_unbuilt_heads(platform: Platform, stop: asyncio.Event) -> None:
+    """At start and then every UNBUILT_CHECK_SECONDS: no commit on `main` stays unbuilt."""
+    while not stop.is_set():
+        await to_thread.run_sync(queue_unbuilt_heads, platform)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), UNBUILT_CHECK_SECONDS)

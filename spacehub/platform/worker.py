@@ -66,8 +66,12 @@ async def run_build_workers(platform: Platform, count: int, stop: asyncio.Event)
 async def run_build_worker(platform: Platform, name: str, stop: asyncio.Event) -> None:
     """Build until `stop` is set; one failing build is recorded and the loop goes on."""
     while not stop.is_set():
-        with session_scope(platform.engine) as session:
-            build = builds.claim(session, name)
+        try:
+            build = await to_thread.run_sync(_claim, platform, name)
+        except Exception:
+            # A database that is busy or away for a moment must not end the worker for good.
+            log.exception("worker %s could not claim a build; trying again", name)
+            build = None
         if build is None:
             platform.build_wakeup.clear()
             waits = [
@@ -85,6 +89,11 @@ async def run_build_worker(platform: Platform, name: str, stop: asyncio.Event) -
         except Exception as error:
             log.exception("build %s failed unexpectedly", build.id)
             _fail(platform, build, Stage.BUILD_ERROR, f"internal error: {error}")
+
+
+def _claim(platform: Platform, worker: str) -> Build | None:
+    with session_scope(platform.engine) as session:
+        return builds.claim(session, worker)
 
 
 @dataclass(frozen=True)
