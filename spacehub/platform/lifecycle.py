@@ -2,6 +2,8 @@
 
 import asyncio
 import shutil
+from dataclasses import dataclass
+from pathlib import Path
 
 from anyio import to_thread
 from sqlmodel import Session
@@ -12,10 +14,12 @@ from spacehub.core.space_config import SpaceConfig
 from spacehub.core.stages import Stage, starting_stage
 from spacehub.platform.context import Platform
 from spacehub.platform.db import session_scope
+from spacehub.platform.git.history import copy_history
 from spacehub.platform.git.repos import head_commit, init_bare, repo_path
-from spacehub.platform.models import Space, User
+from spacehub.platform.models import BuildStatus, Space, User, utcnow
+from spacehub.platform.pushes import build_new_head
 from spacehub.platform.rollout import StartFailed, instance_from_state, publish_route, roll_out
-from spacehub.platform.services import builds, spaces
+from spacehub.platform.services import builds, secrets, spaces
 from spacehub.platform.services.spaces import owner_of, set_stage
 
 _background: set[asyncio.Task] = set()
@@ -100,3 +104,147 @@ async def pause_space(platform: Platform, session: Session, space: Space) -> Non
     space.instance_state = None
     set_stage(session, space, Stage.PAUSED)
     publish_route(platform, session, space)
+
+
+@dataclass(frozen=True)
+class DuplicateOptions:
+    """What the duplicate call chooses for the copy; variables are added to the source's."""
+
+    private: bool
+    hardware: str | None = None
+    sleep_time: int | None = None
+    storage: str | None = None
+    secrets: tuple[tuple[str, str, str | None], ...] = ()
+    variables: tuple[tuple[str, str, str | None], ...] = ()
+
+
+async def duplicate_space(
+    platform: Platform,
+    session: Session,
+    source: Space,
+    owner: User,
+    name: str,
+    options: DuplicateOptions,
+) -> Space:
+    """A new space `owner/name` with the source's history and variables, built like a push."""
+    settings = platform.settings
+    source_repo = repo_path(settings.repos_dir, owner_of(session, source).name, source.name)
+    target_repo = repo_path(settings.repos_dir, owner.name, name)
+    space = spaces.create_space(
+        session,
+        owner,
+        name,
+        sdk=source.sdk,
+        private=options.private,
+        hardware=options.hardware,
+        sleep_time=options.sleep_time,
+        storage=options.storage,
+    )
+    copied = False
+    try:
+        await to_thread.run_sync(copy_history, source_repo, target_repo)
+        copied = True
+        space.card_data = dict(source.card_data)
+        space.app_port = source.app_port
+        session.add(space)
+        session.commit()
+        secrets.copy_variables(session, source, space)
+        for key, value, description in options.variables:
+            secrets.upsert_variable(session, space, key, value, description)
+        for key, value, description in options.secrets:
+            secrets.upsert_secret(session, platform.secret_box, space, key, value, description)
+    except BaseException:
+        session.rollback()
+        if copied:  # copy_history removes what it made itself, and nothing it did not make
+            await to_thread.run_sync(lambda: shutil.rmtree(target_repo, ignore_errors=True))
+        spaces.delete_space(session, space)
+        raise
+    publish_route(platform, session, space)
+    await build_new_head(platform, session, space)
+    return space
+
+
+async def set_visibility(platform: Platform, session: Session, space: Space, private: bool) -> None:
+    """Make a space private or public; its app and git URLs follow at once."""
+    space.private = private
+    space.updated_at = utcnow()
+    session.add(space)
+    session.commit()
+    publish_route(platform, session, space)
+
+
+async def move_space(
+    platform: Platform, session: Session, space: Space, owner: User, name: str
+) -> None:
+    """Rename `space` to `owner/name`: repository, releases, database row, route, instance.
+
+    Directories move first and move back if the database update fails, so a failure at any
+    step leaves the space whole under its old id. A running instance keeps serving under the
+    new id while the same release starts again labelled with it; static releases need no start.
+    """
+    settings = platform.settings
+    old_owner = owner_of(session, space)
+    old_id = f"{old_owner.name}/{space.name}"
+    label = spaces.free_label(session, owner, name, moving=space)
+    if space.storage is not None and space.sdk != "static":
+        raise Conflict(
+            f"{old_id} has persistent storage, whose volume is named after the space: "
+            "a space with storage cannot be moved yet"
+        )
+    latest = builds.latest_build(session, space)
+    if latest is not None and latest.status == BuildStatus.RUNNING:
+        raise Conflict(f"{old_id} is building: move it once the build has finished")
+    old_releases = settings.releases_dir / space.label
+    new_releases = settings.releases_dir / label
+    moves = [
+        (
+            repo_path(settings.repos_dir, old_owner.name, space.name),
+            repo_path(settings.repos_dir, owner.name, name),
+        ),
+        (old_releases, new_releases),
+    ]
+    done = await to_thread.run_sync(_move_directories, moves)
+    try:
+        if space.release_kind == "static" and space.release_ref:
+            release = Path(space.release_ref)
+            if release.is_relative_to(old_releases):
+                space.release_ref = str(new_releases / release.relative_to(old_releases))
+        space.owner_id = owner.id
+        space.name = name
+        space.label = label
+        space.updated_at = utcnow()
+        session.add(space)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        await to_thread.run_sync(_move_directories, [(new, old) for old, new in reversed(done)])
+        raise
+    platform.routes.remove(old_id)
+    publish_route(platform, session, space)
+    if (
+        space.release_kind == "image"
+        and space.instance_state is not None
+        and platform.runtime is not None
+    ):
+        # Containers carry the space id in their labels and SPACE_ID: start the release again
+        # under the new one (health-gated; the old container serves until the new one answers).
+        await restart_space(platform, session, space, factory=False)
+
+
+def _move_directories(moves: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
+    """Rename each existing source to its target, all or none; return the renames made."""
+    wanted = [(old, new) for old, new in moves if old != new and old.exists()]
+    for _, new in wanted:
+        if new.exists():
+            raise Conflict(f"{new.name} already exists on disk: pick another name")
+    done: list[tuple[Path, Path]] = []
+    try:
+        for old, new in wanted:
+            new.parent.mkdir(parents=True, exist_ok=True)
+            old.rename(new)
+            done.append((old, new))
+    except BaseException:
+        for old, new in reversed(done):
+            new.rename(old)
+        raise
+    return done

@@ -71,3 +71,9 @@ def delete_variable(session: Session, space: Space, key: str) -> None:
 
 def list_variables(session: Session, space: Space) -> list[Variable]:
     return list(session.exec(select(Variable).where(Variable.space_id == space.id)))
+
+
+def copy_variables(session: Session, source: Space, target: Space) -> None:
+    """Give `target` the variables of `source` (a duplicate's; secrets are never copied)."""
+    for row in list_variables(session, source):
+        upsert_variable(session, target, row.key, row.value, row.description)

@@ -22,19 +22,10 @@ def create_space(
     sleep_time: int | None = None,
     storage: str | None = None,
 ) -> Space:
-    validate_name(name, "space name")
     if sdk not in SDKS:
         raise InvalidInput(f"unknown sdk {sdk!r}: use one of {', '.join(SDKS)}")
     flavor(hardware or DEFAULT_FLAVOR)
-    if find_space(session, owner.name, name) is not None:
-        raise Conflict(f"You already created this space repo: {owner.name}/{name}")
-    label = validate_label(subdomain_label(owner.name, name))
-    clash = session.exec(select(Space).where(Space.label == label)).first()
-    if clash is not None:
-        raise Conflict(
-            f"the app host {label!r} of {owner.name}/{name} is already used by another space: "
-            "pick another name"
-        )
+    label = free_label(session, owner, name)
     space = Space(
         owner_id=owner.id,
         name=name,
@@ -51,6 +42,25 @@ def create_space(
     session.commit()
     session.refresh(space)
     return space
+
+
+def free_label(session: Session, owner: User, name: str, moving: Space | None = None) -> str:
+    """The app host label of `owner/name`, once that id and label are checked to be free.
+
+    `moving` is the space that is being renamed: it does not collide with itself.
+    """
+    validate_name(name, "space name")
+    taken = find_space(session, owner.name, name)
+    if taken is not None and taken is not moving:
+        raise Conflict(f"You already created this space repo: {owner.name}/{name}")
+    label = validate_label(subdomain_label(owner.name, name))
+    clash = session.exec(select(Space).where(Space.label == label)).first()
+    if clash is not None and clash is not moving:
+        raise Conflict(
+            f"the app host {label!r} of {owner.name}/{name} is already used by another space: "
+            "pick another name"
+        )
+    return label
 
 
 def find_space(session: Session, owner: str, name: str) -> Space | None:
