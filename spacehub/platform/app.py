@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from spacehub.platform import apps_pages
 from spacehub.platform.api import health, hub
 from spacehub.platform.api import logs as logs_api
+from spacehub.platform.api import repos as repos_api
 from spacehub.platform.context import Platform
 from spacehub.platform.db import migrate, session_scope
 from spacehub.platform.errors import install_error_handlers
@@ -59,6 +60,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, limit=settings.max_request_bytes)
     app.add_middleware(FreshDateHeader)
     install_error_handlers(app)
+    app.include_router(repos_api.router)
     app.include_router(hub.router)
     app.include_router(health.router)
     app.include_router(logs_api.router)
