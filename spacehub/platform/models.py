@@ -1,4 +1,4 @@
-"""Tables: users (and orgs), tokens, spaces, builds, secrets, variables."""
+"""Tables: users (and orgs), tokens, SSH keys, spaces, builds, secrets, variables."""
 
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -47,6 +47,19 @@ class Token(SQLModel, table=True):
     role: TokenRole = TokenRole.WRITE
     token_hash: str = Field(index=True, unique=True, max_length=64)
     created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime | None = None  # short-lived tokens, e.g. git-lfs over SSH
+
+
+class SshKey(SQLModel, table=True):
+    """A user's public key for git over SSH: the key alone says who connects."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    title: str = Field(default="", max_length=100)
+    public_key: str  # OpenSSH "type base64", without its comment
+    fingerprint: str = Field(index=True, unique=True, max_length=64)  # "SHA256:…"
+    created_at: datetime = Field(default_factory=utcnow)
+    last_used_at: datetime | None = None
 
 
 class Space(SQLModel, table=True):
