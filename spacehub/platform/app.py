@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from spacehub.platform import apps_pages
-from spacehub.platform.api import health, hub
+from spacehub.platform.api import health, hub, repo_files, unknown
 from spacehub.platform.api import logs as logs_api
 from spacehub.platform.api import repos as repos_api
 from spacehub.platform.context import Platform
@@ -66,8 +66,10 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.include_router(logs_api.router)
     app.include_router(webhooks.router)
     app.include_router(lfs.router)  # before the git bridge's catch-all path
+    app.include_router(repo_files.router)  # idem: /spaces/{owner}/{name}/resolve/…
     app.include_router(http_backend.router)
     app.include_router(apps_pages.router)
+    app.include_router(unknown.router)  # last: answers every /api/… path no route serves
     return app
 
 

@@ -1,5 +1,6 @@
 """Routes of the Hub's API for spaces: identity, repos, spaces, runtime, secrets, variables."""
 
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from anyio import to_thread
@@ -15,7 +16,8 @@ from spacehub.platform import lifecycle
 from spacehub.platform.api.shapes import hardware_json, runtime_json, space_json, space_url
 from spacehub.platform.build_logs import hub_timestamp
 from spacehub.platform.deps import CallerDep, PlatformDep, SessionDep
-from spacehub.platform.git.repos import list_files, repo_path
+from spacehub.platform.git import reading
+from spacehub.platform.git.repos import repo_path
 from spacehub.platform.models import Space, User
 from spacehub.platform.services import accounts, secrets, spaces
 from spacehub.platform.services.accounts import Caller
@@ -171,14 +173,25 @@ def list_hardware() -> list[dict]:
 @router.get("/spaces/{owner}/{name}")
 @router.get("/spaces/{owner}/{name}/revision/{revision:path}")
 async def space_info(
-    owner: str, name: str, caller: CallerDep, session: SessionDep, platform: PlatformDep
+    owner: str,
+    name: str,
+    caller: CallerDep,
+    session: SessionDep,
+    platform: PlatformDep,
+    revision: str | None = None,
+    blobs: bool = False,
 ):
+    """The space at `revision` (by default main as last pushed): its sha and its files."""
     space = spaces.visible_space(session, caller, owner, name)
-    files: list[str] = []
-    if space.head_commit:
-        repo = repo_path(platform.settings.repos_dir, owner, name)
-        files = await to_thread.run_sync(list_files, repo, space.head_commit)
-    return space_json(platform.settings, space, spaces.owner_of(session, space), files)
+    answer = space_json(platform.settings, space, spaces.owner_of(session, space))
+    repo = repo_path(platform.settings.repos_dir, owner, name)
+    commit = space.head_commit
+    if revision is not None:
+        commit = await to_thread.run_sync(reading.resolve_revision, repo, revision)
+    files = await to_thread.run_sync(_files, repo, commit) if commit else []
+    answer["sha"] = commit
+    answer["siblings"] = [_sibling(entry, blobs) for entry in files]
+    return answer
 
 
 @router.get("/spaces/{owner}/{name}/runtime")
@@ -357,6 +370,25 @@ def _variables(session: Session, space: Space) -> dict:
         }
         for row in secrets.list_variables(session, space)
     }
+
+
+def _files(repo: Path, commit: str) -> list[reading.Entry]:
+    return [
+        entry for entry in reading.list_tree(repo, commit, recursive=True) if entry.type == "file"
+    ]
+
+
+def _sibling(entry: reading.Entry, blobs: bool) -> dict:
+    if not blobs:
+        return {"rfilename": entry.path}
+    sibling: dict = {"rfilename": entry.path, "size": entry.size, "blobId": entry.oid}
+    if entry.lfs:
+        sibling["lfs"] = {
+            "size": entry.lfs.size,
+            "sha256": entry.lfs.oid,
+            "pointerSize": entry.lfs.pointer_size,
+        }
+    return sibling
 
 
 def _save(session: Session, space: Space) -> None:
