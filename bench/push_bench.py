@@ -1,10 +1,12 @@
 """Push-to-live of a static space against a plain `git push` to a local bare repository.
 
-Run from the repository root: `python -m bench.push_bench [--pushes 10]`. It starts its own
-`spacehub serve` on a free loopback port with a temporary data dir, pushes small changes of
-shared/examples/static-site one after another, and times each from the start of `git push`
+Run from the repository root: `python -m bench.push_bench [--pushes 10] [--large-mb 150]`. It
+starts its own `spacehub serve` on a free loopback port with a temporary data dir, pushes small
+changes of examples/static-site one after another, and times each from the start of `git push`
 until the new page is served; the baseline is the same pushes to a `file://` bare repository,
-measured in the same run. Prints medians and the ratio.
+measured in the same run. Then it pushes one commit with an incompressible binary of
+`--large-mb` MB to a new space (HTTP, through the proxy) and to a new bare repository. Prints
+medians and the ratios.
 """
 
 import argparse
@@ -74,6 +76,28 @@ def time_pushes(checkout: Path, remote: str, pushes: int, live_url: str | None) 
     return times
 
 
+def time_large_push(root: Path, size_mb: int, remote: str) -> float:
+    """Seconds to push one commit holding `size_mb` MB of random bytes to `remote`."""
+    checkout = checkout_of_example(root / f"large-{len(list(root.iterdir()))}")
+    with (checkout / "weights.bin").open("wb") as out:
+        for _ in range(size_mb):
+            out.write(os.urandom(1024 * 1024))
+    git("add", "weights.bin", cwd=checkout)
+    git("commit", "-qm", "weights", cwd=checkout)
+    started = time.monotonic()
+    git("push", "-q", "--force", remote, "main", cwd=checkout)
+    return time.monotonic() - started
+
+
+def create_space(base: str, name: str) -> None:
+    request = urllib.request.Request(
+        f"{base}/api/repos/create",
+        data=f'{{"name": "{name}", "type": "space", "sdk": "static"}}'.encode(),
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+    )
+    urllib.request.urlopen(request, timeout=10).close()
+
+
 def checkout_of_example(directory: Path) -> Path:
     shutil.copytree(EXAMPLE, directory)
     git("init", "-q", "-b", "main", cwd=directory)
@@ -85,6 +109,7 @@ def checkout_of_example(directory: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pushes", type=int, default=10)
+    parser.add_argument("--large-mb", type=int, default=150)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="spacehub-push-bench-") as tmp:
         root = Path(tmp)
@@ -110,16 +135,18 @@ def main() -> None:
         try:
             base = f"http://127.0.0.1:{port}"
             wait_until(lambda: fetch(f"{base}/api/spaces") is not None, 60)
-            request = urllib.request.Request(
-                f"{base}/api/repos/create",
-                data=b'{"name": "bench", "type": "space", "sdk": "static"}',
-                headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
-            )
-            urllib.request.urlopen(request, timeout=10).close()
+            create_space(base, "bench")
             ours = checkout_of_example(root / "ours")
             remote = f"http://bench:{TOKEN}@127.0.0.1:{port}/spaces/admin/bench"
-            git("push", "-q", remote, "main", cwd=ours)
+            # A new space starts with a README commit of its own, as on the Hub.
+            git("push", "-q", "--force", remote, "main", cwd=ours)
             live = time_pushes(ours, remote, args.pushes, f"{base}/apps/admin/bench/")
+            create_space(base, "large")
+            large_remote = f"http://bench:{TOKEN}@127.0.0.1:{port}/spaces/admin/large"
+            large = time_large_push(root, args.large_mb, large_remote)
+            large_bare = root / "large.git"
+            subprocess.run(["git", "init", "-q", "--bare", str(large_bare)], check=True)
+            large_plain = time_large_push(root, args.large_mb, f"file://{large_bare}")
         finally:
             serve.send_signal(signal.SIGTERM)
             serve.wait(30)
@@ -130,6 +157,8 @@ def main() -> None:
         f"max {max(live) * 1000:.0f} ms"
     )
     print(f"push-to-live / plain push: {live_median / plain_median:.1f}x")
+    print(f"push of {args.large_mb} MB: plain file:// {large_plain:.1f} s, spacehub {large:.1f} s")
+    print(f"large push / plain push: {large / large_plain:.2f}x")
 
 
 if __name__ == "__main__":
