@@ -36,8 +36,10 @@ _COMMIT = re.compile(r"[0-9a-f]{7,64}")
 _LABEL = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 _SPACE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
 _INDEX_URL = re.compile(r"https?://[^\s'\"\\$]{1,2000}")
+_PLATFORM_ID = re.compile(r"[a-z0-9]{1,32}")
 _BUILD_CA = "/etc/spacehub-build/ca.crt"
 _SDK_CA = "/tmp/spacehub-build/ca.crt"
+_PRUNE_TIMEOUT_SECONDS = 120
 # A build can stay silent for minutes (a large wheel compiling); the SDK's read timeout is per read.
 _BUILD_TIMEOUT_SECONDS = 3600
 
@@ -57,6 +59,9 @@ class ImageBuildOptions:
     ca_bundle: Path | None
     pip_index_url: str | None
     no_cache: bool = False
+    # Names and labels the images of one platform, so that platforms sharing an engine never
+    # overwrite, prune or delete each other's images.
+    platform_id: str | None = None
 
 
 def build_image(
@@ -78,6 +83,8 @@ def build_image(
         raise ValueError("space id, label or commit is malformed")
     if options.pip_index_url is not None and not _INDEX_URL.fullmatch(options.pip_index_url):
         raise ValueError("the pip index URL must be a plain http(s) URL")
+    if options.platform_id is not None and not _PLATFORM_ID.fullmatch(options.platform_id):
+        raise ValueError("the platform id must be lower-case letters and digits")
     client = docker.from_env(timeout=_BUILD_TIMEOUT_SECONDS)
     try:
         build = _Build(client, label, commit, space_id, options, log)
@@ -92,8 +99,66 @@ def build_image(
     return Artifact(kind="image", ref=image_id, commit=commit)
 
 
-def image_tag(label: str, commit: str) -> str:
-    return f"spacehub/{label}:{commit[:12]}"
+def image_tag(label: str, commit: str, platform_id: str | None = None) -> str:
+    return f"{image_repository(label, platform_id)}:{commit[:12]}"
+
+
+def image_repository(label: str, platform_id: str | None = None) -> str:
+    """`spacehub/<label>`, or `spacehub/<platform id>/<label>` for one platform among several."""
+    return f"spacehub/{platform_id}/{label}" if platform_id else f"spacehub/{label}"
+
+
+def cache_repository(label: str, platform_id: str | None = None) -> str:
+    """Where a space's build-only images live: tags `cache` and `parent-<n>`, one of each."""
+    return f"spacehub-build/{platform_id}/{label}" if platform_id else f"spacehub-build/{label}"
+
+
+def release_image_filters(space_id: str | None, platform_id: str) -> dict[str, list[str]]:
+    labels = [f"spacehub.platform={platform_id}"]
+    if space_id is not None:
+        labels.append(f"spacehub.space={space_id}")
+    return {"label": labels}
+
+
+def prune_images(space_id: str, label: str, platform_id: str, keep: set[str]) -> list[str]:
+    """Untag the space's release images whose commit is not in `keep`; return the tags removed.
+
+    An image a container still uses is refused by the engine (no force) and stays; the build
+    cache (one `cache` and one `parent-<n>` tag per space) is not touched.
+    """
+    repository = image_repository(label, platform_id)
+    kept = {commit[:12] for commit in keep}
+    removed = []
+    client = docker.from_env(timeout=_PRUNE_TIMEOUT_SECONDS)
+    try:
+        for image in client.images.list(filters=release_image_filters(space_id, platform_id)):
+            for tag in image.tags:
+                name, _, commit = tag.rpartition(":")
+                if name != repository or commit in kept:
+                    continue
+                try:
+                    client.images.remove(tag)
+                except ImageNotFound:
+                    continue
+                except APIError as error:  # in use by a container (this platform's, surely)
+                    if error.status_code != 409:
+                        raise
+                    continue
+                removed.append(tag)
+    finally:
+        client.close()
+    return removed
+
+
+def count_release_images(platform_id: str) -> int:
+    """How many release images (one per kept commit of each space) this platform holds."""
+    client = docker.from_env(timeout=_PRUNE_TIMEOUT_SECONDS)
+    try:
+        images = client.images.list(filters=release_image_filters(None, platform_id))
+    finally:
+        client.close()
+    prefix = f"spacehub/{platform_id}/"
+    return sum(1 for image in images for tag in image.tags if tag.startswith(prefix))
 
 
 class _Build:
@@ -114,6 +179,12 @@ class _Build:
         self.options = options
         self.log = log
         self.labels = {"spacehub.space": space_id, "spacehub.commit": commit}
+        self.platform_labels = (
+            {"spacehub.platform": options.platform_id} if options.platform_id else {}
+        )
+        self.labels.update(self.platform_labels)
+        self.tag = image_tag(label, commit, options.platform_id)
+        self.cache_repository = cache_repository(label, options.platform_id)
         self.tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
 
     def build_sdk_template(
@@ -142,9 +213,7 @@ class _Build:
                 plan, base_image=self.options.base_image, has_build_secrets=bool(used)
             )
             (context / "Dockerfile").write_text(dockerfile)
-            return self._stream_build(
-                path=context, tag=image_tag(self.label, self.commit), labels=self.labels
-            )
+            return self._stream_build(path=context, tag=self.tag, labels=self.labels)
 
     def build_user_dockerfile(
         self, source: Path, build_args: Mapping[str, str], build_secrets: Mapping[str, str]
@@ -160,7 +229,7 @@ class _Build:
         secrets = {
             mount.target: build_secrets.get(mount.id, "") for mount in dockerfile.secret_mounts
         }
-        tag = image_tag(self.label, self.commit)
+        tag = self.tag
         if not env and not secrets:
             return self._stream_build(path=source, tag=tag, labels=self.labels, buildargs=args)
         return self._build_with_parents(source, dockerfile, env, secrets, args, tag)
@@ -178,7 +247,7 @@ class _Build:
 
         The built image keeps its own layers; `_rebase` swaps each parent for the real base
         image in the layer list, history and environment and loads the result under `tag`.
-        The unclean image stays tagged spacehub-build/<label>:cache as the next build's cache;
+        The unclean image stays tagged `cache_repository(…):cache` as the next build's cache;
         the one it replaces, now untagged, is pruned.
         """
         parents: dict[str, str] = {}
@@ -194,10 +263,11 @@ class _Build:
                 for target, value in secrets.items():
                     _write_file(root / target.lstrip("/"), value.encode(), 0o444)
                 (context / "Dockerfile").write_text(render_build_base(image, env))
-                parent_tag = f"spacehub-build/{self.label}:parent-{index}"
+                parent_tag = f"{self.cache_repository}:parent-{index}"
                 # No commit label: a parent that changes with each commit would make every
                 # step above it miss the layer cache, dependency installs included.
                 space_only = {"spacehub.space": self.labels["spacehub.space"]}
+                space_only.update(self.platform_labels)
                 self._stream_build(path=context, tag=parent_tag, labels=space_only)
                 parents[image] = parent_tag
             rewritten = Path(tmp) / "Dockerfile"
@@ -205,14 +275,15 @@ class _Build:
             built = self._stream_build(
                 path=source,
                 dockerfile=str(rewritten),
-                tag=f"spacehub-build/{self.label}:cache",
+                tag=f"{self.cache_repository}:cache",
                 labels=self.labels,
                 buildargs=args,
             )
             self.log("Removing build-only settings from the image")
             clean = _rebase(self.client, built, parents, env, tag, Path(tmp))
+        space = {"spacehub.space": self.labels["spacehub.space"], **self.platform_labels}
         self.client.images.prune(
-            filters={"dangling": True, "label": f"spacehub.space={self.labels['spacehub.space']}"}
+            filters={"dangling": True, "label": [f"{key}={value}" for key, value in space.items()]}
         )
         return clean
 

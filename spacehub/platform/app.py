@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from spacehub.platform import apps_pages
+from spacehub.platform.api import admin as admin_api
 from spacehub.platform.api import health, hub, repo_files, unknown
 from spacehub.platform.api import logs as logs_api
 from spacehub.platform.api import repos as repos_api
@@ -18,6 +19,7 @@ from spacehub.platform.context import Platform
 from spacehub.platform.db import migrate, session_scope
 from spacehub.platform.errors import install_error_handlers
 from spacehub.platform.git import http_backend, lfs, webhooks
+from spacehub.platform.instance_id import platform_instance_id
 from spacehub.platform.limits import BodySizeLimit
 from spacehub.platform.loops import keep_running
 from spacehub.platform.pushes import build_unbuilt_heads
@@ -64,6 +66,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.include_router(hub.router)
     app.include_router(health.router)
     app.include_router(logs_api.router)
+    app.include_router(admin_api.router)
     app.include_router(webhooks.router)
     app.include_router(lfs.router)  # before the git bridge's catch-all path
     app.include_router(repo_files.router)  # idem: /spaces/{owner}/{name}/resolve/…
@@ -123,7 +126,8 @@ async def connect_runtime(settings: Settings) -> Runtime | None:
     """`docker` must answer; `auto` uses Docker when a daemon answers, else static spaces only."""
     try:
         runtime_class = load_runtime_class("docker")
-        return await to_thread.run_sync(runtime_class)
+        platform_id = platform_instance_id(settings.data_dir)
+        return await to_thread.run_sync(lambda: runtime_class(platform_id=platform_id))
     except Exception as error:
         if settings.runtime == "docker":
             raise RuntimeError(

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from spacehub.platform.db import make_engine
+from spacehub.platform.instance_id import platform_instance_id
 from spacehub.platform.loops import LoopHealth
 from spacehub.platform.route_table import RouteTable
 from spacehub.platform.security import SecretBox, load_or_create_key
@@ -20,6 +21,7 @@ class Platform:
     engine: Engine
     secret_box: SecretBox
     webhook_secret: bytes
+    platform_id: str
     routes: RouteTable = field(default_factory=RouteTable)
     runtime: Runtime | None = None
     build_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
@@ -40,4 +42,5 @@ class Platform:
             engine=make_engine(settings.effective_database_url, settings.database_pool_size),
             secret_box=SecretBox(key),
             webhook_secret=webhook,
+            platform_id=platform_instance_id(data),
         )

@@ -77,6 +77,12 @@ class Settings(BaseSettings):
         default=4, description="Crash restarts (with exponential backoff) before RUNTIME_ERROR."
     )
     build_workers: int = Field(default=1, description="Builds run at once by `spacehub serve`.")
+    keep_releases: int = Field(
+        default=3,
+        ge=0,
+        description="Releases (static files, images) each space keeps besides its live one; "
+        "older ones are removed after each successful build.",
+    )
 
     @property
     def effective_public_url(self) -> str:

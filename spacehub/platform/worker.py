@@ -23,6 +23,7 @@ from spacehub.platform.context import Platform
 from spacehub.platform.db import session_scope
 from spacehub.platform.git.repos import export_commit, head_commit, repo_path
 from spacehub.platform.models import Build, Space
+from spacehub.platform.pruning import prune_releases
 from spacehub.platform.rollout import StartFailed, roll_out
 from spacehub.platform.services import builds, secrets
 from spacehub.platform.services.spaces import owner_of, set_stage
@@ -146,6 +147,8 @@ async def process_build(platform: Platform, build: Build) -> None:
             job.log.write(f"Start failed: {error.reason}\n{error.log_tail}")
             _fail_start(platform, job.build, f"{error.reason}\n{error.log_tail}".strip())
             return
+        # Before `finish`: while this build runs, no other build of the space writes a release.
+        await prune_releases(platform, job.space_id)
         with session_scope(platform.engine) as session:
             builds.finish(session, session.get(Build, job.build.id))
         job.log.write("Live")
@@ -195,7 +198,7 @@ async def _build_artifact(platform: Platform, job: BuildJob, plan: BuildPlan) ->
     if plan.config.sdk == "static":
         releases = settings.releases_dir / job.label
         return await to_thread.run_sync(
-            build_static_release, job.workdir, releases, job.build.commit
+            build_static_release, job.workdir, releases, job.build.commit, job.build.no_cache
         )
     if platform.runtime is None:
         message = "no container runtime: start Docker to run gradio, streamlit and docker spaces"
@@ -209,6 +212,7 @@ async def _build_artifact(platform: Platform, job: BuildJob, plan: BuildPlan) ->
         ca_bundle=settings.build_ca_bundle,
         pip_index_url=settings.build_pip_index_url,
         no_cache=job.build.no_cache,
+        platform_id=platform.platform_id,
     )
     try:
         return await _in_daemon_thread(

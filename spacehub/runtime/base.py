@@ -34,9 +34,16 @@ class InstanceStatus:
 
 
 class Runtime(ABC):
-    """Starts, watches and stops instances of releases. All addresses are loopback ones."""
+    """Starts, watches and stops instances of releases. All addresses are loopback ones.
+
+    `platform_id` names the platform the runtime serves: a runtime lists, adopts and removes
+    only what carries it, so that platforms sharing an engine never touch each other's.
+    """
 
     name: str
+
+    def __init__(self, platform_id: str | None = None) -> None:
+        self.platform_id = platform_id
 
     @abstractmethod
     async def deploy(self, spec: AppSpec) -> Instance:

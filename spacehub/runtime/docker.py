@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 STOP_TIMEOUT_SECONDS = 5
 LOOPBACK = "127.0.0.1"
 _LABEL_PREFIX = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+_PLATFORM_ID = re.compile(r"[a-z0-9]{1,32}")
 _RUNNING = {"running", "paused", "restarting"}
 _EXITED = {"created", "exited", "dead"}
 
@@ -33,16 +34,26 @@ def space_label(space_id: str) -> str:
     return subdomain_label(owner, name)
 
 
-def volume_name(space_id: str, label_prefix: str = "spacehub") -> str:
-    return f"{label_prefix}-{space_label(space_id)}-data"
+def volume_name(
+    space_id: str, label_prefix: str = "spacehub", platform_id: str | None = None
+) -> str:
+    """The space's /data volume; with a platform id, one per platform sharing the engine."""
+    platform = f"{platform_id}-" if platform_id else ""
+    return f"{label_prefix}-{platform}{space_label(space_id)}-data"
 
 
-def container_name(spec: AppSpec, label_prefix: str = "spacehub") -> str:
+def container_name(
+    spec: AppSpec, label_prefix: str = "spacehub", platform_id: str | None = None
+) -> str:
     """A name unique per deploy: old and new instances of a space coexist during a cutover."""
-    return f"{label_prefix}-{space_label(spec.space_id)}-{spec.commit[:8]}-{secrets.token_hex(2)}"
+    platform = f"{platform_id}-" if platform_id else ""
+    label = space_label(spec.space_id)
+    return f"{label_prefix}-{platform}{label}-{spec.commit[:8]}-{secrets.token_hex(2)}"
 
 
-def container_spec(spec: AppSpec, network: str, label_prefix: str = "spacehub") -> dict[str, Any]:
+def container_spec(
+    spec: AppSpec, network: str, label_prefix: str = "spacehub", platform_id: str | None = None
+) -> dict[str, Any]:
     """The keyword arguments of `containers.create` for one instance of `spec`, name aside."""
     if spec.artifact.kind != "image":
         raise ValueError(f"a {spec.artifact.kind} release runs without a container")
@@ -53,6 +64,7 @@ def container_spec(spec: AppSpec, network: str, label_prefix: str = "spacehub") 
             f"{label_prefix}.space": spec.space_id,
             f"{label_prefix}.commit": spec.commit,
             f"{label_prefix}.port": str(spec.port),
+            **({f"{label_prefix}.platform": platform_id} if platform_id else {}),
         },
         "network": network,
         # Docker picks the host port on every start; loopback only, the proxy is the way in.
@@ -76,7 +88,10 @@ def container_spec(spec: AppSpec, network: str, label_prefix: str = "spacehub") 
     }
     if spec.persistent_storage:
         kwargs["volumes"] = {
-            volume_name(spec.space_id, label_prefix): {"bind": DATA_PATH, "mode": "rw"}
+            volume_name(spec.space_id, label_prefix, platform_id): {
+                "bind": DATA_PATH,
+                "mode": "rw",
+            }
         }
     return kwargs
 
@@ -98,13 +113,25 @@ class DockerRuntime(Runtime):
 
     `Instance.state` is `{"container_id": …, "container_name": …}`. An instance that is not
     running has port 0 until `restart` gives it a new one.
+
+    With a `platform_id`, every container and volume also carries `<label_prefix>.platform`, and
+    only those with this platform's id are listed, adopted or removed: platforms sharing one
+    engine may have spaces of the same name and never touch each other's.
     """
 
     name = "docker"
 
-    def __init__(self, network: str = "spacehub", label_prefix: str = "spacehub") -> None:
+    def __init__(
+        self,
+        network: str = "spacehub",
+        label_prefix: str = "spacehub",
+        platform_id: str | None = None,
+    ) -> None:
         if not _LABEL_PREFIX.fullmatch(label_prefix):
             raise ValueError(f"label prefix {label_prefix!r} must match {_LABEL_PREFIX.pattern}")
+        if platform_id is not None and not _PLATFORM_ID.fullmatch(platform_id):
+            raise ValueError(f"platform id {platform_id!r} must match {_PLATFORM_ID.pattern}")
+        super().__init__(platform_id)
         self.network = network
         self.label_prefix = label_prefix
         self.client = docker.from_env()
@@ -155,10 +182,10 @@ class DockerRuntime(Runtime):
         self._ensure_network()
         if spec.persistent_storage:
             self._ensure_volume(spec)
-        kwargs = container_spec(spec, self.network, self.label_prefix)
+        kwargs = container_spec(spec, self.network, self.label_prefix, self.platform_id)
         try:
             container = self.client.containers.create(
-                name=container_name(spec, self.label_prefix), **kwargs
+                name=container_name(spec, self.label_prefix, self.platform_id), **kwargs
             )
         except docker.errors.ImageNotFound:
             raise NotFound(f"image {spec.artifact.ref} is not on this Docker engine") from None
@@ -174,14 +201,14 @@ class DockerRuntime(Runtime):
 
     def _ensure_volume(self, spec: AppSpec) -> None:
         """Create the space's /data volume once, owned by the user the image runs as."""
-        name = volume_name(spec.space_id, self.label_prefix)
+        name = volume_name(spec.space_id, self.label_prefix, self.platform_id)
         try:
             self.client.volumes.get(name)
             return
         except docker.errors.NotFound:
             pass
         # Created here rather than implicitly by the mount, so that it carries the labels.
-        self.client.volumes.create(name=name, labels={f"{self.label_prefix}.space": spec.space_id})
+        self.client.volumes.create(name=name, labels=self._labels(spec.space_id))
         user = self.client.images.get(spec.artifact.ref).attrs["Config"].get("User") or ""
         if user in ("", "0", "root"):
             return
@@ -266,6 +293,11 @@ class DockerRuntime(Runtime):
             return None
         if f"{self.label_prefix}.space" not in container.labels:
             return None
+        # The stored id proves the container is ours; one without a platform label was made
+        # before platforms had ids, one with another platform's label is not ours.
+        platform = container.labels.get(f"{self.label_prefix}.platform")
+        if platform is not None and platform != self.platform_id:
+            return None
         return self._instance(container)
 
     def _restart(self, container_id: str) -> Instance:
@@ -280,7 +312,7 @@ class DockerRuntime(Runtime):
         return self._instance(container)
 
     def _remove_space(self, space_id: str) -> None:
-        space_filter = {"label": f"{self.label_prefix}.space={space_id}"}
+        space_filter = {"label": self._label_filter(f"{self.label_prefix}.space={space_id}")}
         for container in self.client.containers.list(
             all=True, filters=space_filter, ignore_removed=True
         ):
@@ -297,9 +329,23 @@ class DockerRuntime(Runtime):
 
     def _list_instances(self) -> list[Instance]:
         containers = self.client.containers.list(
-            all=True, filters={"label": f"{self.label_prefix}.space"}, ignore_removed=True
+            all=True,
+            filters={"label": self._label_filter(f"{self.label_prefix}.space")},
+            ignore_removed=True,
         )
         return [self._instance(c) for c in containers]
+
+    def _labels(self, space_id: str) -> dict[str, str]:
+        labels = {f"{self.label_prefix}.space": space_id}
+        if self.platform_id is not None:
+            labels[f"{self.label_prefix}.platform"] = self.platform_id
+        return labels
+
+    def _label_filter(self, label: str) -> list[str]:
+        """`label`, and this platform's id when it has one."""
+        if self.platform_id is None:
+            return [label]
+        return [label, f"{self.label_prefix}.platform={self.platform_id}"]
 
     def _instance(self, container: Container) -> Instance:
         """The Instance of a freshly inspected container, with its current host port."""

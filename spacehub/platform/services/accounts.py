@@ -137,6 +137,14 @@ def can_read(session: Session, caller: Caller, space: Space) -> bool:
     return caller.user is not None and caller.user.name in readers(session, space)
 
 
+def require_admin(caller: Caller) -> None:
+    """Raise unless the caller is an admin (a read token is enough to look)."""
+    if caller.user is None:
+        raise Unauthorized("a token is required: send it as 'Authorization: Bearer <token>'")
+    if not caller.user.is_admin:
+        raise Forbidden("only an admin may do this")
+
+
 def require_write(session: Session, caller: Caller, owner: User) -> None:
     """Raise unless the caller holds a write token and may act for `owner`."""
     if caller.user is None:

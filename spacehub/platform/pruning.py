@@ -1,0 +1,76 @@
+"""Old releases go: a space keeps its live release and the last `keep_releases` others."""
+
+import logging
+from dataclasses import dataclass
+
+from anyio import to_thread
+from sqlmodel import Session, col, select
+
+from spacehub.builder.static import prune_static_releases
+from spacehub.platform.context import Platform
+from spacehub.platform.db import session_scope
+from spacehub.platform.models import Build, BuildStatus, Space
+from spacehub.platform.services.spaces import owner_of
+
+log = logging.getLogger(__name__)
+# Enough rows to find N distinct commits even when factory rebuilds repeat some.
+_HISTORY_ROWS = 500
+
+
+@dataclass(frozen=True)
+class PruneJob:
+    space_id: str
+    label: str
+    keep: frozenset[str]
+
+
+def kept_commits(session: Session, space: Space, count: int) -> frozenset[str]:
+    """The live commit, the one a running instance uses, and the last `count` others built."""
+    live = {space.current_commit, (space.instance_state or {}).get("commit")}
+    keep = {commit for commit in live if commit}
+    recent = session.exec(
+        select(Build.commit)
+        .where(Build.space_id == space.id, Build.status == BuildStatus.SUCCEEDED)
+        .order_by(col(Build.id).desc())
+        .limit(_HISTORY_ROWS)
+    ).all()
+    others: list[str] = []
+    for commit in recent:
+        if len(others) >= count:
+            break
+        if commit not in keep and commit not in others:
+            others.append(commit)
+    return frozenset(keep | set(others))
+
+
+async def prune_releases(platform: Platform, space_row_id: int) -> None:
+    """Remove a space's static releases and images beyond those kept; a failure is only logged.
+
+    Called by the build worker while it still holds the space's build, so that no other build
+    of the space writes a release meanwhile.
+    """
+    try:
+        with session_scope(platform.engine) as session:
+            space = session.get(Space, space_row_id)
+            if space is None:
+                return
+            owner = owner_of(session, space)
+            job = PruneJob(
+                space_id=f"{owner.name}/{space.name}",
+                label=space.label,
+                keep=kept_commits(session, space, platform.settings.keep_releases),
+            )
+        await to_thread.run_sync(_prune, platform, job)
+    except Exception:
+        log.exception("could not remove the old releases of space %s", space_row_id)
+
+
+def _prune(platform: Platform, job: PruneJob) -> None:
+    releases = platform.settings.releases_dir / job.label
+    removed = prune_static_releases(releases, job.keep)
+    if platform.runtime is not None:
+        from spacehub.builder.image import prune_images
+
+        removed += prune_images(job.space_id, job.label, platform.platform_id, set(job.keep))
+    if removed:
+        log.info("removed %d old release(s) of %s", len(removed), job.space_id)
