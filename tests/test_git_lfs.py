@@ -325,7 +325,10 @@ def test_objects_of_one_space_are_not_readable_through_another(
 
 
 def test_lfs_object_over_the_push_cap_is_refused(tmp_path: Path):
-    running = start_platform(tmp_path / "data", max_push_bytes=str(5 * MB))
+    # API bodies are capped lower still: LFS uploads count against the push cap only.
+    running = start_platform(
+        tmp_path / "data", max_push_bytes=str(5 * MB), max_request_bytes=str(1 * MB)
+    )
     try:
         space_id = running.create_space("capped")
         before = remote_main(running, space_id)
@@ -342,6 +345,15 @@ def test_lfs_object_over_the_push_cap_is_refused(tmp_path: Path):
         errors = [item["error"] for item in answer.json()["objects"]]
         assert [error["code"] for error in errors] == [413, 413], "a batch over the cap"
         assert "SPACEHUB_MAX_PUSH_BYTES" in errors[0]["message"]
+
+        (checkout / "too big.bin").unlink()
+        expected = random_file(checkout / "fits.bin", 4 * MB)
+        git("add", "-A", cwd=checkout)
+        git("commit", "--quiet", "--amend", "-m", "Fits", cwd=checkout)
+        fits = run_git("push", "origin", "main", cwd=checkout)
+        assert fits.returncode == 0, fits.stderr
+        running.wait_stage(space_id, {"RUNNING"}, timeout=60)
+        assert served_sha256(running, space_id, "fits.bin") == expected
     finally:
         stop_cleanly(running)
 
