@@ -17,13 +17,73 @@ _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _VERSION = re.compile(r"[0-9][0-9A-Za-z.+\-]{0,30}")
 
 
-class _VersionKeepingLoader(yaml.SafeLoader):
-    """YAML reads `python_version: 3.10` as the float 3.1; keep such scalars as written."""
+# Limits on front matter, so that a README cannot make the platform expand, store or return a
+# bomb. The Hub's parser refuses aliases too; it documents no length for any value.
+MAX_FRONT_MATTER_BYTES = 64 * 1024
+MAX_VALUE_CHARS = 8 * 1024
+MAX_DEPTH = 20
 
 
-_VersionKeepingLoader.add_constructor(
-    "tag:yaml.org,2002:float", lambda loader, node: loader.construct_scalar(node)
-)
+class _FrontMatterLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses aliases, long scalars and deep nesting while composing.
+
+    Aliases are refused rather than counted: one line of `*a` can stand for millions of nodes
+    (the "billion laughs"). Depth is checked before PyYAML's recursive composer descends.
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise _refusal("aliases (*name) are not allowed in front matter", event)
+        if isinstance(event, yaml.ScalarEvent) and len(event.value) > MAX_VALUE_CHARS:
+            raise _refusal(f"a value is longer than {MAX_VALUE_CHARS} characters", event)
+        if self._depth >= MAX_DEPTH:
+            raise _refusal(f"values are nested more than {MAX_DEPTH} levels deep", event)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)  # type: ignore[no-untyped-call]
+        finally:
+            self._depth -= 1
+
+
+def _refusal(problem: str, event: yaml.Event) -> yaml.composer.ComposerError:
+    return yaml.composer.ComposerError(None, None, problem, event.start_mark)
+
+
+def _keep_as_written(loader: yaml.SafeLoader, node: yaml.Node) -> str:
+    return loader.construct_scalar(node)  # type: ignore[arg-type]
+
+
+# YAML reads `python_version: 3.10` as the float 3.1 and `2024-05-01` as a date (which JSON
+# cannot hold); keep such scalars as written.
+_FrontMatterLoader.add_constructor("tag:yaml.org,2002:float", _keep_as_written)
+_FrontMatterLoader.add_constructor("tag:yaml.org,2002:timestamp", _keep_as_written)
+
+
+def _refuse_tag(loader: yaml.SafeLoader, node: yaml.Node) -> None:
+    raise yaml.constructor.ConstructorError(
+        None, None, f"!!{node.tag.rpartition(':')[2]} values are not allowed", node.start_mark
+    )
+
+
+def _bounded_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
+    try:
+        value = loader.construct_yaml_int(node)  # type: ignore[attr-defined]
+    except ValueError:  # more digits than Python converts
+        value = 2**63
+    if not -(2**63) <= value < 2**63:
+        raise yaml.constructor.ConstructorError(
+            None, None, "an integer is out of range (64 bits)", node.start_mark
+        )
+    return value
+
+
+# JSON (where card data is stored and returned) has no binary values or sets.
+_FrontMatterLoader.add_constructor("tag:yaml.org,2002:binary", _refuse_tag)
+_FrontMatterLoader.add_constructor("tag:yaml.org,2002:set", _refuse_tag)
+_FrontMatterLoader.add_constructor("tag:yaml.org,2002:int", _bounded_int)
 
 
 class SpaceConfig(BaseModel):
@@ -108,8 +168,14 @@ def parse_space_config(readme: str | None, default_sdk: str | None = None) -> Sp
             raise InvalidConfig("README.md has no YAML front matter (a block between '---' lines)")
         return SpaceConfig.model_validate({"sdk": default_sdk})
     text, first_line = found
+    size = len(text.encode())
+    if size > MAX_FRONT_MATTER_BYTES:
+        raise InvalidConfig(
+            f"README.md front matter is {size} bytes; the limit is {MAX_FRONT_MATTER_BYTES}",
+            first_line,
+        )
     try:
-        data = yaml.load(text, Loader=_VersionKeepingLoader)  # noqa: S506 (a SafeLoader subclass)
+        data = yaml.load(text, Loader=_FrontMatterLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + first_line if mark is not None else None

@@ -6,15 +6,20 @@ form rewritten to this path form).
 
 from pathlib import Path
 
-from fastapi import APIRouter, Request
+from anyio import to_thread
+from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlmodel import Session
+from starlette.requests import HTTPConnection
 
 from spacehub.core.errors import SpacehubError
 from spacehub.core.stages import Stage
 from spacehub.platform.api.shapes import space_url
+from spacehub.platform.context import Platform
+from spacehub.platform.db import session_scope
 from spacehub.platform.deps import PlatformDep, SessionDep, bearer_token
+from spacehub.platform.errors import error_response, send_answer
 from spacehub.platform.models import Space
 from spacehub.platform.services import accounts, spaces
 from spacehub.platform.services.builds import is_serving
@@ -88,7 +93,35 @@ def app_page(
     )
 
 
-def _visible_space(request: Request, session: Session, owner: str, name: str) -> Space | None:
+@router.websocket("/apps/{owner}/{name}/{path:path}")
+async def app_websocket(websocket: WebSocket, owner: str, name: str, path: str) -> None:
+    """A WebSocket the proxy could not hand to a running app: refused with a reason."""
+    platform: Platform = websocket.app.state.platform
+    answer = await to_thread.run_sync(_websocket_refusal, platform, websocket, owner, name)
+    await send_answer(answer, websocket.scope, websocket.receive, websocket.send)
+
+
+@router.websocket("/{path:path}")
+async def no_websocket(websocket: WebSocket, path: str) -> None:
+    answer = error_response(404, f"there is no WebSocket endpoint at /{path}")
+    await send_answer(answer, websocket.scope, websocket.receive, websocket.send)
+
+
+def _websocket_refusal(platform: Platform, websocket: WebSocket, owner: str, name: str) -> Response:
+    with session_scope(platform.engine) as session:
+        space = _visible_space(websocket, session, owner, name)
+        if space is None:
+            return error_response(404, "Repository not found", "RepoNotFound")
+        if space.release_kind == "static" and is_serving(space):
+            return error_response(400, f"{owner}/{name} is a static space: it has no WebSockets")
+        return error_response(
+            503, f"the app of {owner}/{name} is not running (stage {space.stage})"
+        )
+
+
+def _visible_space(
+    request: HTTPConnection, session: Session, owner: str, name: str
+) -> Space | None:
     """The space if this caller may see it; else None, answered like a space that is not there."""
     try:
         caller = accounts.caller_for_token(session, bearer_token(request))

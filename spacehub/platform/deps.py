@@ -5,6 +5,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlmodel import Session
+from starlette.requests import HTTPConnection
 
 from spacehub.platform.context import Platform
 from spacehub.platform.db import session_scope
@@ -20,7 +21,7 @@ def get_session(platform: Annotated[Platform, Depends(get_platform)]) -> Iterato
         yield session
 
 
-def bearer_token(request: Request) -> str | None:
+def bearer_token(request: HTTPConnection) -> str | None:
     for header in ("authorization", "x-hf-authorization"):
         value = request.headers.get(header, "")
         scheme, _, token = value.partition(" ")

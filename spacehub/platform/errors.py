@@ -1,11 +1,17 @@
 """One place that turns domain errors into the Hub's JSON error answers."""
 
+import logging
+import secrets
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from spacehub.core import errors
+
+log = logging.getLogger(__name__)
 
 STATUS: list[tuple[type[errors.SpacehubError], int]] = [
     (errors.InvalidInput, 400),
@@ -55,7 +61,74 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
     return error_response(error.status_code, str(error.detail))
 
 
+class UnexpectedErrors:
+    """Any other exception: logged once with a request id, answered `500 {"error": …}`.
+
+    Starlette's own handler for `Exception` answers and then re-raises, so uvicorn logs the
+    traceback a second time, without the id; this middleware sits inside it and does not.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        except Exception:
+            request_id = secrets.token_hex(8)
+            log.exception(
+                "internal error (request id %s) on %s %s",
+                request_id,
+                scope.get("method"),
+                scope.get("path"),
+            )
+            if started:  # the answer is on its way: the server closes the connection
+                return
+            answer = error_response(500, f"internal error (request id {request_id})")
+            answer.headers["X-Request-Id"] = request_id
+            await answer(scope, receive, send)
+
+
+class RefuseNulBytes:
+    """A NUL in a URL is refused (400) before any route: no path, file name or SQL text has one."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and (
+            "\x00" in scope["path"] or b"%00" in scope["query_string"]
+        ):
+            answer = error_response(400, "NUL bytes are not allowed in URLs")
+            await send_answer(answer, scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+async def send_answer(answer: Response, scope: Scope, receive: Receive, send: Send) -> None:
+    """Send an HTTP answer, also to a WebSocket handshake (which otherwise gets a bare 403)."""
+    if scope["type"] == "websocket" and "websocket.http.response" not in scope.get(
+        "extensions", {}
+    ):
+        await send({"type": "websocket.close", "code": 1008})  # the server can send no body
+        return
+    await answer(scope, receive, send)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(errors.SpacehubError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    # Added last, so outermost of the app's own middleware.
+    app.add_middleware(RefuseNulBytes)
+    app.add_middleware(UnexpectedErrors)
