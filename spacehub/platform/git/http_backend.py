@@ -4,6 +4,7 @@ import asyncio
 import base64
 import binascii
 
+from anyio import to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlmodel import Session
@@ -12,7 +13,8 @@ from starlette.types import Receive, Scope, Send
 
 from spacehub.core.errors import NotFound, SpacehubError, Unauthorized
 from spacehub.platform.context import Platform
-from spacehub.platform.deps import PlatformDep, SessionDep
+from spacehub.platform.db import session_scope
+from spacehub.platform.deps import PlatformDep
 from spacehub.platform.errors import status_of
 from spacehub.platform.git.transport import authorize_git, start_git_service
 from spacehub.platform.models import Space
@@ -30,7 +32,6 @@ async def git_smart_http(
     name: str,
     git_path: str,
     request: Request,
-    session: SessionDep,
     platform: PlatformDep,
 ) -> Response:
     name = name.removesuffix(".git")
@@ -38,14 +39,11 @@ async def git_smart_http(
         return _refuse(404, f"no such git endpoint: {git_path}")
     service = request.query_params.get("service") or git_path
     pushing = service == "git-receive-pack"
-    try:
-        caller = basic_caller(session, request)
-    except SpacehubError as error:
-        return _challenge(error.message)
-    space = spaces.find_space(session, owner, name)
-    denial = deny_git_access(session, caller, space, pushing)
-    if denial is not None:
-        return denial
+    # The database is read in a thread: dozens of clones and pushes at once must not stall
+    # the event loop that the proxy and every other request share.
+    caller = await to_thread.run_sync(_git_caller, platform, request, owner, name, pushing)
+    if isinstance(caller, Response):
+        return caller
     declared = request.headers.get("content-length")
     if (
         pushing
@@ -76,6 +74,19 @@ def basic_caller(session: Session, request: Request) -> Caller:
     except (binascii.Error, UnicodeDecodeError):
         return accounts.ANONYMOUS
     return accounts.caller_for_token(session, password)
+
+
+def _git_caller(
+    platform: Platform, request: Request, owner: str, name: str, pushing: bool
+) -> Caller | Response:
+    """Who calls, when they may fetch (or push to) the space; else the answer refusing them."""
+    with session_scope(platform.engine) as session:
+        try:
+            caller = basic_caller(session, request)
+        except SpacehubError as error:
+            return _challenge(error.message)
+        space = spaces.find_space(session, owner, name)
+        return deny_git_access(session, caller, space, pushing) or caller
 
 
 def deny_git_access(
