@@ -146,6 +146,49 @@ def test_duplicate_copies_history_and_variables_and_serves_the_same_app(
     assert serves_album(shared_platform, source, "summer")
 
 
+def test_duplicate_shares_lfs_files_with_the_copy(
+    shared_platform: Platform, tokens: dict[str, str], tmp_path: Path, monkeypatch
+) -> None:
+    """LFS objects are stored once; the copy builds from them and clones them."""
+    global_config = tmp_path / "gitconfig"
+    global_config.write_text("")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(global_config))
+    git("lfs", "install")  # as a user does once, into the test's own global config
+    source = shared_platform.create_space("mia/weights", token=tokens["mia"])
+    checkout = tmp_path / "site"
+    clone(shared_platform, source, checkout, tokens["mia"])
+    git("checkout", "--quiet", "-B", "main", cwd=checkout)
+    write_files(
+        checkout,
+        {
+            ".gitattributes": "*.bin filter=lfs diff=lfs merge=lfs -text\n",
+            "README.md": README,
+            "index.html": "<h1>Album — weights</h1>\n",
+        },
+    )
+    weights = os.urandom(5 * 1024 * 1024)
+    (checkout / "modèle poids.bin").write_bytes(weights)
+    (checkout / "assets").mkdir()
+    (checkout / PHOTO_PATH).write_bytes(PHOTO)
+    commit_all(checkout, "Weights in LFS")
+    tracked = git("lfs", "ls-files", "--name-only", cwd=checkout).stdout.splitlines()
+    assert sorted(tracked) == sorted([PHOTO_PATH, "modèle poids.bin"])
+    pushed = git("push", "--force", "origin", "main", cwd=checkout, check=False)
+    assert pushed.returncode == 0, pushed.stderr
+    shared_platform.wait_stage(source, LIVE)
+
+    noor = hub(shared_platform, tokens["noor"])
+    noor.duplicate_repo(source, "noor/weights", repo_type="space")
+
+    copy = "noor/weights"
+    wait_for(lambda: serves_album(shared_platform, copy, "weights"), 60, "the copy to serve")
+    assert app(shared_platform, copy, "modèle poids.bin").content == weights
+    cloned = tmp_path / "copy"
+    assert clone(shared_platform, copy, cloned, tokens["noor"]).returncode == 0
+    assert (cloned / "modèle poids.bin").read_bytes() == weights
+    assert (cloned / PHOTO_PATH).read_bytes() == PHOTO
+
+
 def test_duplicate_private_and_into_an_org_and_an_existing_target_is_409(
     shared_platform: Platform, tokens: dict[str, str], tmp_path: Path
 ) -> None:

@@ -14,6 +14,7 @@ from spacehub.core.space_config import SpaceConfig
 from spacehub.core.stages import Stage, starting_stage
 from spacehub.platform.context import Platform
 from spacehub.platform.db import session_scope
+from spacehub.platform.git import lfs_store
 from spacehub.platform.git.history import copy_history
 from spacehub.platform.git.repos import head_commit, init_bare, repo_path
 from spacehub.platform.models import BuildStatus, Space, User, utcnow
@@ -144,6 +145,8 @@ async def duplicate_space(
     try:
         await to_thread.run_sync(copy_history, source_repo, target_repo)
         copied = True
+        # The LFS objects are stored once; the copy gets read access to every one of them.
+        await to_thread.run_sync(lfs_store.share_objects, source_repo, target_repo)
         space.card_data = dict(source.card_data)
         space.app_port = source.app_port
         session.add(space)
