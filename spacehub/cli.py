@@ -1,4 +1,4 @@
-"""spacehub's commands: serve, worker, base-image, and the git hook entry point."""
+"""spacehub's commands: serve, worker, base-image, ssh-keys, and the git hook entry point."""
 
 import argparse
 import asyncio
@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         "base-image", help="prepare the Docker base image, offline if need be"
     )
     base.add_argument("--data-dir", type=Path)
+    _add_ssh_keys_parser(commands)
     hook = commands.add_parser("git-hook", help=argparse.SUPPRESS)
     hook.add_argument("name", choices=["post-receive"])
     args = parser.parse_args(argv)
@@ -60,6 +61,70 @@ def main(argv: list[str] | None = None) -> int:
         from spacehub.builder.base_image import ensure_base_image
 
         ensure_base_image(settings.base_image, print)
+    elif args.command == "ssh-keys":
+        return manage_ssh_keys(settings, args)
+    return 0
+
+
+def _add_ssh_keys_parser(commands: "argparse._SubParsersAction") -> None:
+    data_dir = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: an action's parser must not reset a --data-dir given before the action.
+    data_dir.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS)
+    keys = commands.add_parser(
+        "ssh-keys", help="users' public keys for git over SSH", parents=[data_dir]
+    )
+    actions = keys.add_subparsers(dest="action", required=True)
+    add = actions.add_parser(
+        "add", help="register KEYFILE (a .pub file, - for stdin) for USER", parents=[data_dir]
+    )
+    add.add_argument("user")
+    add.add_argument("keyfile")
+    add.add_argument("--title", default="", help="default: the key's comment")
+    listing = actions.add_parser("list", help="keys of USER, or of everyone", parents=[data_dir])
+    listing.add_argument("user", nargs="?")
+    remove = actions.add_parser("remove", help="delete the key with this ID", parents=[data_dir])
+    remove.add_argument("id", type=int)
+
+
+def manage_ssh_keys(settings: "Settings", args: argparse.Namespace) -> int:
+    """`spacehub ssh-keys add|list|remove` against the data dir's database."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    from spacehub.core.errors import SpacehubError
+    from spacehub.platform.db import make_engine, migrate, session_scope
+    from spacehub.platform.models import User
+    from spacehub.platform.services import accounts, ssh_keys
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.effective_database_url)
+    try:
+        migrate(engine)
+        with session_scope(engine) as session:
+            if args.action == "add":
+                text = sys.stdin.read() if args.keyfile == "-" else Path(args.keyfile).read_text()
+                user = accounts.user_by_name(session, args.user)
+                key = ssh_keys.add_key(session, user, text, args.title)
+                print(f"added key {key.id} ({key.fingerprint}) for {user.name}: {key.title}")
+            elif args.action == "list":
+                user = accounts.user_by_name(session, args.user) if args.user else None
+                for key in ssh_keys.list_keys(session, user):
+                    holder = session.get(User, key.user_id)
+                    used = (
+                        key.last_used_at.isoformat(timespec="seconds")
+                        if key.last_used_at
+                        else "never"
+                    )
+                    print(
+                        f"{key.id}\t{holder.name if holder else '?'}\t{key.fingerprint}\t"
+                        f"{key.title}\tlast used: {used}"
+                    )
+            else:
+                key = ssh_keys.remove_key(session, args.id)
+                print(f"removed key {key.id} ({key.fingerprint}): {key.title}")
+    except (SpacehubError, OSError) as error:
+        print(f"spacehub ssh-keys: {getattr(error, 'message', error)}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
     return 0
 
 

@@ -89,8 +89,13 @@ def test_defaults_derive_from_the_data_dir(tmp_path: Path) -> None:
 
 
 def test_two_configurations_coexist_in_one_process(tmp_path: Path) -> None:
-    first = Settings(data_dir=tmp_path / "one", admin_token=SecretStr("hf_first_admin_token"))
-    second = Settings(data_dir=tmp_path / "two", admin_token=SecretStr("hf_second_admin_token"))
+    # ssh_port=0: two platforms in one process would both listen on the default SSH port.
+    first = Settings(
+        data_dir=tmp_path / "one", admin_token=SecretStr("hf_first_admin_token"), ssh_port=0
+    )
+    second = Settings(
+        data_dir=tmp_path / "two", admin_token=SecretStr("hf_second_admin_token"), ssh_port=0
+    )
     one, two = create_app(first), create_app(second)
     assert one.state.platform.engine is not two.state.platform.engine
 

@@ -83,6 +83,12 @@ class Settings(BaseSettings):
         description="Releases (static files, images) each space keeps besides its live one; "
         "older ones are removed after each successful build.",
     )
+    ssh_host: str = Field(default="127.0.0.1", description="Address git over SSH listens on.")
+    ssh_port: int = Field(
+        default=2222,
+        description="Port of git over SSH (ssh://git@HOST:SSH_PORT/spaces/owner/name); 0 turns "
+        "it off.",
+    )
 
     @property
     def effective_public_url(self) -> str:

@@ -1,12 +1,13 @@
 """Users, organisations, tokens and who may see or change a space."""
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from spacehub.core.errors import Conflict, Forbidden, NotFound, Unauthorized
 from spacehub.core.names import validate_name
-from spacehub.platform.models import Membership, Space, Token, TokenRole, User
+from spacehub.platform.models import Membership, Space, Token, TokenRole, User, utcnow
 from spacehub.platform.security import hash_password, hash_token, new_token
 
 
@@ -65,14 +66,32 @@ def create_token(
     role: TokenRole = TokenRole.WRITE,
     display_name: str = "",
     value: str | None = None,
+    expires_at: datetime | None = None,
 ) -> str:
     """Store a new token for `user` and return its value: the only time it is shown."""
     token = value or new_token()
     session.add(
-        Token(user_id=user.id, role=role, display_name=display_name, token_hash=hash_token(token))
+        Token(
+            user_id=user.id,
+            role=role,
+            display_name=display_name,
+            token_hash=hash_token(token),
+            expires_at=expires_at,
+        )
     )
     session.commit()
     return token
+
+
+def create_short_lived_token(
+    session: Session, user: User, role: TokenRole, display_name: str, lifetime: timedelta
+) -> str:
+    """A token that stops working after `lifetime`; expired ones of the user are removed."""
+    now = utcnow()
+    expired = select(Token).where(Token.user_id == user.id, col(Token.expires_at) < now)
+    for row in session.exec(expired):
+        session.delete(row)
+    return create_token(session, user, role, display_name, expires_at=now + lifetime)
 
 
 def ensure_admin(session: Session, name: str, preset_token: str | None) -> str | None:
@@ -94,7 +113,7 @@ def caller_for_token(session: Session, token: str | None) -> Caller:
     if not token:
         return ANONYMOUS
     row = session.exec(select(Token).where(Token.token_hash == hash_token(token))).first()
-    if row is None:
+    if row is None or (row.expires_at is not None and row.expires_at <= utcnow()):
         raise Unauthorized(INVALID_TOKEN)
     user = session.get(User, row.user_id)
     return Caller(user=user, role=row.role, token_name=row.display_name)
