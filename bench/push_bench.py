@@ -124,6 +124,7 @@ def main() -> None:
             **os.environ,
             "SPACEHUB_DATA_DIR": str(root / "data"),
             "SPACEHUB_PORT": str(port),
+            "SPACEHUB_SSH_PORT": "0",  # this bench pushes over HTTP; leave 2222 to others
             "SPACEHUB_ADMIN_TOKEN": TOKEN,
         }
         serve = subprocess.Popen(
