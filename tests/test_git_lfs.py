@@ -7,6 +7,7 @@ API, and clones, builds and the app must see the real bytes, never the pointers.
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from tests.conftest import (
     git,
     start_platform,
     stop_cleanly,
+    wait_for,
 )
 from tests.test_git_push_sizes import random_file, served_sha256
 
@@ -284,6 +286,28 @@ def test_upload_is_checked_against_its_oid(shared_platform: Platform, tmp_path: 
     assert "actions" not in again  # stored: nothing to upload
     bad = batch(shared_platform, space_id, "upload", [("not-a-sha", 3)]).json()["objects"][0]
     assert bad["error"]["code"] == 422
+
+
+def test_upload_cut_off_midway_leaves_nothing_behind(shared_platform: Platform):
+    space_id = shared_platform.create_space("lfs-cut-off")
+    data = os.urandom(4 * MB)
+    oid, size = oid_of(data)
+    actions = batch(shared_platform, space_id, "upload", [(oid, size)]).json()["objects"][0]
+    upload = httpx.URL(actions["actions"]["upload"]["href"])
+    objects = shared_platform.data_dir / "lfs" / "objects"
+
+    with socket.create_connection(("127.0.0.1", shared_platform.port), timeout=30) as client:
+        head = (
+            f"PUT {upload.raw_path.decode()} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Length: {size}\r\nContent-Type: application/octet-stream\r\n\r\n"
+        )
+        client.sendall(head.encode() + data[: size // 2])
+        wait_for(lambda: list(objects.rglob(".incoming-*")), 30, "the upload to be under way")
+
+    wait_for(lambda: not list(objects.rglob(".incoming-*")), 30, "the partial upload to be removed")
+    assert not list(objects.rglob(oid))
+    verify = actions["actions"]["verify"]["href"]
+    assert httpx.post(verify, json={"oid": oid, "size": size}, timeout=30).status_code == 404
 
 
 def test_objects_of_one_space_are_not_readable_through_another(

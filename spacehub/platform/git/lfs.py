@@ -273,10 +273,11 @@ async def lfs_upload(
     except lfs_store.BadObject as error:
         return lfs_error(422, str(error))
     except ClientDisconnect:
-        await to_thread.run_sync(writer.abort)
+        writer.abort()
         return lfs_error(400, "the upload ended before the whole object arrived")
     except BaseException:
-        await to_thread.run_sync(writer.abort)
+        # Also on cancellation, where no further await would run: close and unlink are quick.
+        writer.abort()
         raise
     await to_thread.run_sync(lfs_store.grant_object, repo, oid)
     return Response(status_code=200)
