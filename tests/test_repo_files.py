@@ -488,7 +488,7 @@ def test_unknown_api_path_answers_404_with_an_error_code(shared_platform: Platfo
         )
     hub = api(shared_platform)
     with pytest.raises(HfHubHTTPError) as raised:
-        hub.list_repo_likers("admin/files-demo", repo_type="space")
+        list(hub.list_repo_likers("admin/files-demo", repo_type="space"))
     assert raised.value.response.status_code == 404
     assert not isinstance(raised.value, RepositoryNotFoundError | EntryNotFoundError)
     assert "does not exist" in str(raised.value)

@@ -6,7 +6,8 @@ a plain HfHubHTTPError quoting the message instead. Include this router after al
 """
 
 from fastapi import APIRouter, Request, Response
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
 from spacehub.platform.errors import error_response
 
@@ -33,10 +34,21 @@ def unknown_endpoint(path: str, request: Request) -> Response:
 
 
 def _methods_of_other_routes(request: Request) -> list[str]:
-    """Methods of the routes that serve this path with another method (then it is a 405)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is Match.PARTIAL:
-            methods |= getattr(route, "methods", None) or set()
-    return sorted(methods)
+    """Methods that some other route serves on this path (then the answer is a 405).
+
+    A route that also serves a path no route has is a catch-all (this one), not an answer.
+    """
+    nowhere = {**request.scope, "path": "/api/\0unrouted"}
+    return sorted(
+        method
+        for method in METHODS
+        if method != request.method
+        and any(
+            _serves(route, request.scope, method) and not _serves(route, nowhere, method)
+            for route in request.app.router.routes
+        )
+    )
+
+
+def _serves(route: BaseRoute, scope: Scope, method: str) -> bool:
+    return route.matches({**scope, "method": method})[0] is Match.FULL
