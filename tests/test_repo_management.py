@@ -448,3 +448,56 @@ def test_move_repo_refuses_taken_ids_and_foreign_owners_and_keeps_the_space(
     assert serves_album(shared_platform, space, "diary", form="subdomain")
     assert mia.space_info(space).id == space
     assert clone(shared_platform, space, tmp_path / "clone", tokens["mia"]).returncode == 0
+
+
+# A Docker-SDK space: its container carries the space id, so a move starts it again under the new.
+
+DOCKER_APP = {
+    "README.md": "---\ntitle: Tiny server\nsdk: docker\n---\n",
+    "index.html": "<h1>Album — docker</h1>\n",
+    "Dockerfile": (
+        "FROM python:3.11-slim\nRUN useradd -m -u 1000 user\nUSER user\n"
+        "WORKDIR /home/user/app\nCOPY --chown=user . .\n"
+        'CMD ["python3", "-m", "http.server", "7860"]\n'
+    ),
+}
+
+
+@pytest.mark.docker
+def test_move_of_a_running_docker_space_restarts_it_under_its_new_id(
+    platform: Platform, docker_engine, tmp_path: Path
+) -> None:
+    old, new = "admin/tiny-server", "admin/tiny-server-moved"
+    platform.create_space("tiny-server", sdk="docker")
+
+    def containers(space_id: str) -> list:
+        return docker_engine.containers.list(filters={"label": f"spacehub.space={space_id}"})
+
+    def serves(space_id: str) -> bool:
+        page = app(platform, space_id)
+        return page.status_code == 200 and "Album — docker" in page.text
+
+    try:
+        checkout = make_checkout(tmp_path / "app", DOCKER_APP)
+        assert push(platform, checkout, old, "--force").returncode == 0
+        platform.wait_stage(old, LIVE, timeout=300)
+        assert serves(old) and len(containers(old)) == 1
+
+        hub(platform).move_repo(old, new, repo_type="space")
+
+        wait_for(lambda: serves(new) and not containers(old), 120, "the move's restart")
+        assert app(platform, old).status_code == 404
+        (running,) = containers(new)
+        assert running.attrs["Config"]["Env"].count(f"SPACE_ID={new}") == 1
+        assert serves(new) and app(platform, new, form="subdomain").status_code == 200
+        assert platform.runtime(new)["stage"] == "RUNNING"
+    finally:
+        with platform.api() as client:
+            for space_id in (old, new):
+                owner, name = space_id.split("/")
+                client.request(
+                    "DELETE", "/api/repos/delete", json={"name": name, "organization": owner}
+                )
+        for image in docker_engine.images.list(filters={"label": f"spacehub.space={old}"}):
+            for tag in image.tags:
+                docker_engine.images.remove(tag)
