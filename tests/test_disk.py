@@ -8,16 +8,20 @@ of the same name on one engine never stop or delete each other's containers and 
 
 import contextlib
 import os
+import secrets
 import shutil
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import docker.errors
 import httpx
 import pytest
 
 from spacehub.builder.static import build_static_release, prune_static_releases
+from spacehub.core.release import AppSpec, Artifact, Limits
+from spacehub.runtime.docker import DockerRuntime
 from tests.conftest import (
     ADMIN_TOKEN,
     Platform,
@@ -396,3 +400,53 @@ def test_code_only_pushes_keep_the_live_image_and_the_last_n_and_one_build_cache
         running.stop()
         remove_docker_objects(docker_engine, platform_id)
         shutil.rmtree(tmp_path / "co", ignore_errors=True)
+
+
+@pytest.mark.docker
+def test_runtimes_of_two_platforms_list_adopt_and_remove_only_their_own(docker_engine) -> None:
+    prefix = f"spacehubtest-{secrets.token_hex(3)}"
+    ours = DockerRuntime(network=prefix, label_prefix=prefix, platform_id="a1b2c3")
+    theirs = DockerRuntime(network=prefix, label_prefix=prefix, platform_id="d4e5f6")
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    spec = AppSpec(
+        space_id="alice/same-name",
+        commit=commit,
+        artifact=Artifact(kind="image", ref="python:3.11-slim", commit=commit),
+        port=7860,
+        limits=Limits(cpus=0.25, memory_bytes=64 * 1024 * 1024, pids=32),
+        persistent_storage=True,
+    )
+
+    async def scenario() -> None:
+        mine, other = await ours.deploy(spec), await theirs.deploy(spec)
+        assert [i.state["container_id"] for i in await ours.list_instances()] == [
+            mine.state["container_id"]
+        ]
+        assert await ours.adopt(other.state) is None, "another platform's container is not ours"
+        adopted = await ours.adopt(mine.state)
+        assert adopted is not None and adopted.state == mine.state
+        volumes = {v.name for v in docker_engine.volumes.list(filters={"label": f"{prefix}.space"})}
+        assert volumes == {
+            f"{prefix}-a1b2c3-alice-same-name-data",
+            f"{prefix}-d4e5f6-alice-same-name-data",
+        }
+
+        await ours.remove_space("alice/same-name")
+
+        assert await ours.list_instances() == []
+        assert [i.state["container_id"] for i in await theirs.list_instances()] == [
+            other.state["container_id"]
+        ]
+        volumes = {v.name for v in docker_engine.volumes.list(filters={"label": f"{prefix}.space"})}
+        assert volumes == {f"{prefix}-d4e5f6-alice-same-name-data"}
+
+    try:
+        anyio.run(scenario)
+    finally:
+        space = {"label": f"{prefix}.space"}
+        for container in docker_engine.containers.list(all=True, filters=space):
+            container.remove(force=True, v=True)
+        for volume in docker_engine.volumes.list(filters=space):
+            volume.remove(force=True)
+        for network in docker_engine.networks.list(names=[prefix]):
+            network.remove()
