@@ -267,10 +267,19 @@ def git(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.C
     return result
 
 
-def make_checkout(directory: Path, files: dict[str, str] | Path) -> Path:
-    """A local repository on `main` holding `files` (a mapping, or a folder to copy)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    git("init", "--quiet", "--initial-branch=main", cwd=directory)
+def make_checkout(
+    directory: Path, files: dict[str, str] | Path, clone_url: str | None = None
+) -> Path:
+    """A local repository on `main` with `files` (a mapping, or a folder to copy) committed.
+
+    With `clone_url` (a space's `git_url`) it is a clone of that space: a new space already
+    has a first commit (README.md, .gitattributes), so a push must build on it, as on the Hub.
+    """
+    if clone_url is not None:
+        git("clone", "--quiet", clone_url, str(directory))
+    else:
+        directory.mkdir(parents=True, exist_ok=True)
+        git("init", "--quiet", "--initial-branch=main", cwd=directory)
     if isinstance(files, Path):
         shutil.copytree(files, directory, dirs_exist_ok=True)
     else:

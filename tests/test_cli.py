@@ -83,7 +83,8 @@ def test_separate_worker_builds_what_serve_does_not(tmp_path: Path) -> None:
     )
     try:
         space = platform.create_space("site")
-        checkout = make_checkout(tmp_path / "site", EXAMPLES / "static-site")
+        site = EXAMPLES / "static-site"
+        checkout = make_checkout(tmp_path / "site", site, platform.git_url(space))
         assert push(platform, checkout, space).returncode == 0
         platform.wait_stage(space, {"RUNNING"}, timeout=30)
         page = wait_for(

@@ -248,7 +248,7 @@ class Hub:
         checkout = self.checkouts / space_id.split("/")[1]
         if not checkout.exists():
             assert files is not None
-            make_checkout(checkout, files)
+            make_checkout(checkout, files, self.platform.git_url(space_id))
         result = push(self.platform, checkout, space_id)
         assert result.returncode == 0, result.stderr
         return time.monotonic()
@@ -654,7 +654,7 @@ def test_app_over_its_memory_limit_is_runtime_error_and_the_platform_is_unharmed
     try:
         capped.create_space("dt-hog", sdk="docker")
         files = {**tiny_docker_app("Hog", cmd='["python3", "-u", "hog.py"]'), "hog.py": MEMORY_HOG}
-        checkout = make_checkout(tmp_path / "hog", files)
+        checkout = make_checkout(tmp_path / "hog", files, capped.git_url(space_id))
         assert push(capped, checkout, space_id).returncode == 0
         runtime = capped.wait_stage(space_id, {"RUNTIME_ERROR"}, BUILD_TIMEOUT)
         assert "out of memory" in runtime["errorMessage"], runtime
@@ -676,7 +676,8 @@ def test_stop_during_a_build_hands_it_back_and_the_next_start_finishes_it(reques
     try:
         first.create_space("dt-slow", sdk="docker")
         slow_step = f"RUN echo {marker} && sleep 20"
-        checkout = make_checkout(tmp_path / "slow", tiny_docker_app("Slow", run=slow_step))
+        files = tiny_docker_app("Slow", run=slow_step)
+        checkout = make_checkout(tmp_path / "slow", files, first.git_url(space_id))
         assert push(first, checkout, space_id).returncode == 0
         build_logs = data / "logs" / "builds"
         wait_for(

@@ -30,7 +30,8 @@ def pushed_space(platform: Platform, tmp_path: Path, name: str, **create: object
     """Create the space `name`, push the example static site to it; return the checkout."""
     token = str(create.get("token", platform.token))
     space_id = platform.create_space(name, **create)  # type: ignore[arg-type]
-    checkout = make_checkout(tmp_path / name.replace("/", "-"), SITE)
+    clone_url = platform.git_url(space_id, token)
+    checkout = make_checkout(tmp_path / name.replace("/", "-"), SITE, clone_url)
     result = push(platform, checkout, space_id, token=token)
     assert result.returncode == 0, result.stderr
     return checkout
@@ -208,7 +209,7 @@ def test_push_over_the_size_limit_is_refused_and_main_unchanged(
     name = f"too-big-{size}"
     checkout = pushed_space(platform, tmp_path, name)
     before = head(checkout)
-    (checkout / "weights.bin").write_bytes(os.urandom(size))  # incompressible
+    (checkout / "weights.raw").write_bytes(os.urandom(size))  # incompressible
     commit_all(checkout, f"{size} bytes")
 
     pushed = push(platform, checkout, f"admin/{name}")
@@ -217,7 +218,7 @@ def test_push_over_the_size_limit_is_refused_and_main_unchanged(
     assert message in pushed.stderr, pushed.stderr
     assert remote_main(platform, f"admin/{name}") == before
     # The platform is still there and a small push still goes through.
-    (checkout / "weights.bin").unlink()
+    (checkout / "weights.raw").unlink()
     commit_all(checkout, "without the weights")
     git("reset", "--quiet", "--soft", before, cwd=checkout)
     small = commit_all(checkout, "small again")

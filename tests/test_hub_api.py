@@ -159,7 +159,8 @@ def test_push_of_a_static_site_runs_with_build_logs(
     name = new_name("site")
     space_id = f"admin/{name}"
     api.create_repo(space_id, repo_type="space", space_sdk="static")
-    checkout = make_checkout(tmp_path / "site", EXAMPLES / "static-site")
+    site = EXAMPLES / "static-site"
+    checkout = make_checkout(tmp_path / "site", site, hub.git_url(space_id))
     result = push(hub, checkout, space_id)
     assert result.returncode == 0, result.stderr
     commit = (checkout / ".git" / "refs" / "heads" / "main").read_text().strip()

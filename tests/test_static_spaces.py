@@ -78,8 +78,10 @@ def serves(platform: Platform, space_id: str, text: str, path: str = "/", **opti
     return answer.status == 200 and text in answer.text
 
 
-def site_checkout(tmp_path: Path, name: str, files: dict[str, str] | None = None) -> Path:
-    return make_checkout(tmp_path / name, files if files is not None else SITE)
+def site_checkout(
+    tmp_path: Path, name: str, files: dict[str, str] | None = None, clone_url: str | None = None
+) -> Path:
+    return make_checkout(tmp_path / name, files if files is not None else SITE, clone_url)
 
 
 def push_ok(platform: Platform, checkout: Path, space_id: str) -> None:
@@ -90,7 +92,7 @@ def push_ok(platform: Platform, checkout: Path, space_id: str) -> None:
 def live_site(platform: Platform, tmp_path: Path, name: str, **create: object) -> Path:
     """A space serving the example static site; returns its checkout."""
     space_id = platform.create_space(name, **create)  # type: ignore[arg-type]
-    checkout = site_checkout(tmp_path, name.replace("/", "-"))
+    checkout = site_checkout(tmp_path, name.replace("/", "-"), clone_url=platform.git_url(space_id))
     push_ok(platform, checkout, space_id)
     platform.wait_stage(space_id, {"RUNNING"}, 15)
     return checkout
@@ -149,7 +151,8 @@ def test_pushed_static_site_is_running_and_served(
 def test_push_to_live_takes_under_one_second(shared_platform: Platform, tmp_path: Path):
     platform = shared_platform
     space_id = platform.create_space("fast")
-    checkout = site_checkout(tmp_path, "fast", {"README.md": README, "index.html": "first\n"})
+    files = {"README.md": README, "index.html": "first\n"}
+    checkout = site_checkout(tmp_path, "fast", files, platform.git_url(space_id))
     figures = []
     for version in ("first", "second"):
         write_files(checkout, {"index.html": f"<h1>{version} version</h1>\n"})
@@ -179,7 +182,7 @@ def test_second_push_replaces_the_release_atomically(shared_platform: Platform, 
             "data.txt": f"{version}\n" * 50_000,  # a large file, copied while the other serves
         }
 
-    checkout = site_checkout(tmp_path, "atomic", release("v1"))
+    checkout = site_checkout(tmp_path, "atomic", release("v1"), platform.git_url(space_id))
     push_ok(platform, checkout, space_id)
     wait_for(lambda: serves(platform, space_id, "v1", "/data.txt"), 15, "v1 to be served")
     seen: list[str] = []
@@ -269,9 +272,8 @@ def test_status_page_is_a_503_html_page_with_stage_and_reason(
     platform = shared_platform
     fresh = platform.create_space(f"fresh-{form}")
     broken = platform.create_space(f"broken-{form}")
-    checkout = site_checkout(
-        tmp_path, "broken", {"README.md": BAD_CONFIGS["unknown-sdk"][0], "index.html": "x"}
-    )
+    files = {"README.md": BAD_CONFIGS["unknown-sdk"][0], "index.html": "x"}
+    checkout = site_checkout(tmp_path, "broken", files, platform.git_url(broken))
     push_ok(platform, checkout, broken)
     platform.wait_stage(broken, {"CONFIG_ERROR"}, 15)
 
@@ -307,6 +309,7 @@ def site_with_symlinks(shared_platform: Platform, tmp_path_factory: pytest.TempP
     checkout = make_checkout(
         tmp_path_factory.mktemp("symlinks") / "co",
         {"README.md": README, "index.html": "<p>links</p>\n", "nested/page.html": "nested\n"},
+        platform.git_url(space_id),
     )
     (checkout / "leak").symlink_to("/etc/passwd")
     (checkout / "up").symlink_to("../../../")
@@ -352,7 +355,8 @@ def test_burst_of_pushes_builds_the_last_commit_and_loses_or_repeats_none(
     """Ten pushes one after another, none waiting for a build: coalesced, the last one live."""
     platform = shared_platform
     space_id = platform.create_space("burst")
-    checkout = site_checkout(tmp_path, "burst", {"README.md": README, "index.html": "push 0\n"})
+    files = {"README.md": README, "index.html": "push 0\n"}
+    checkout = site_checkout(tmp_path, "burst", files, platform.git_url(space_id))
     pushed = []
     for number in range(1, 11):
         write_files(checkout, {"index.html": f"<p>push {number}</p>\n"})
@@ -405,7 +409,8 @@ def test_concurrent_forced_pushes_end_with_the_commit_main_points_at_live(
     """Ten clients force-push at once: whichever wins `main` is what gets built and served."""
     platform = shared_platform
     space_id = platform.create_space("race")
-    base = site_checkout(tmp_path, "race-base", {"README.md": README, "index.html": "base\n"})
+    files = {"README.md": README, "index.html": "base\n"}
+    base = site_checkout(tmp_path, "race-base", files, platform.git_url(space_id))
     push_ok(platform, base, space_id)  # the racers update `main` rather than create it
     racers = {}
     for number in range(10):

@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from spacehub.platform import apps_pages
 from spacehub.platform.api import admin as admin_api
+from spacehub.platform.api import commits as commits_api
 from spacehub.platform.api import health, hub, repo_files, unknown
 from spacehub.platform.api import logs as logs_api
 from spacehub.platform.api import repos as repos_api
@@ -64,6 +65,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(repos_api.router)
     app.include_router(hub.router)
+    app.include_router(commits_api.router)
     app.include_router(health.router)
     app.include_router(logs_api.router)
     app.include_router(admin_api.router)

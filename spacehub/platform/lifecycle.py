@@ -15,8 +15,10 @@ from spacehub.core.stages import Stage, starting_stage
 from spacehub.platform.context import Platform
 from spacehub.platform.db import session_scope
 from spacehub.platform.git import lfs_store
+from spacehub.platform.git.first_commit import make_first_commit
 from spacehub.platform.git.history import copy_history
 from spacehub.platform.git.repos import head_commit, init_bare, repo_path
+from spacehub.platform.git.writing import Author
 from spacehub.platform.models import BuildStatus, Space, User, utcnow
 from spacehub.platform.pushes import build_new_head
 from spacehub.platform.rollout import StartFailed, instance_from_state, publish_route, roll_out
@@ -27,15 +29,27 @@ _background: set[asyncio.Task] = set()
 
 
 async def create_space(
-    platform: Platform, session: Session, owner: User, name: str, **options: object
+    platform: Platform,
+    session: Session,
+    owner: User,
+    name: str,
+    creator: str | None = None,
+    **options: object,
 ) -> Space:
+    """The space and its repository, whose `main` starts with README.md and .gitattributes."""
     space = spaces.create_space(session, owner, name, **options)  # type: ignore[arg-type]
     repo = repo_path(platform.settings.repos_dir, owner.name, name)
+    author = Author.user(creator or owner.name)
     try:
         await to_thread.run_sync(init_bare, repo)
+        head = await to_thread.run_sync(make_first_commit, repo, name, space.sdk, author)
     except Exception:
+        await to_thread.run_sync(lambda: shutil.rmtree(repo, ignore_errors=True))
         spaces.delete_space(session, space)
         raise
+    space.head_commit = head
+    session.add(space)
+    session.commit()
     publish_route(platform, session, space)
     return space
 

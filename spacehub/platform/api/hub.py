@@ -114,6 +114,7 @@ async def create_repo(
         session,
         owner,
         body.name,
+        creator=caller.name,
         sdk=body.sdk,
         private=private,
         hardware=body.hardware,

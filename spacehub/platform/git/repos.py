@@ -33,15 +33,22 @@ def repo_path(repos_dir: Path, owner: str, name: str) -> Path:
     return repos_dir / owner / f"{name}.git"
 
 
-def run_git(repo: Path, *args: str, input_bytes: bytes | None = None) -> bytes:
-    result = subprocess.run(
+def git_process(
+    repo: Path, *args: str, input_bytes: bytes | None = None, **environment: str
+) -> subprocess.CompletedProcess[bytes]:
+    """Run git on `repo` (extra `environment` such as GIT_INDEX_FILE); its exit status is kept."""
+    return subprocess.run(
         ["git", "--git-dir", str(repo), *args],
         input=input_bytes,
         capture_output=True,
         timeout=GIT_TIMEOUT,
         check=False,
-        env=git_environment(),
+        env=git_environment(**environment),
     )
+
+
+def run_git(repo: Path, *args: str, input_bytes: bytes | None = None, **environment: str) -> bytes:
+    result = git_process(repo, *args, input_bytes=input_bytes, **environment)
     if result.returncode != 0:
         raise RuntimeError(
             f"git {args[0]} failed: {result.stderr.decode(errors='replace').strip()}"
