@@ -47,8 +47,7 @@ SANDBOX = {
 def resolve(owner: str, name: str, request: Request, platform: PlatformDep) -> Response:
     repo = _readable_repo(platform, request, owner, name)
     revision, path = _revision_and_path(request, skip=5)
-    commit = reading.resolve_revision(repo, revision)
-    entry = reading.stat_path(repo, commit, path) if path.strip("/") else None
+    commit, entry = reading.find_path(repo, revision, path)
     if entry is None or entry.type != "file":
         missing = error_response(404, "Entry not found", "EntryNotFound")
         missing.headers["X-Repo-Commit"] = commit  # lets the client cache the miss

@@ -69,12 +69,25 @@ class Refs:
 
 def resolve_revision(repo: Path, revision: str) -> str:
     """The commit a branch, tag, full or short sha, or full ref (`refs/pr/1`) names."""
+    return find_path(repo, revision, "")[0]
+
+
+def find_path(repo: Path, revision: str, path: str) -> tuple[str, Entry | None]:
+    """The commit `revision` names and the file or folder at `path` in it (None if absent).
+
+    One git call answers both: a download asks this for every file.
+    """
+    path = normalize_path(path)
     candidates = _revision_candidates(revision)
-    if candidates:
-        answers = _batch_check(repo, [f"{name}^{{commit}}" for name in candidates])
-        for answer in answers:
-            if answer is not None and answer[1] == "commit":
-                return answer[0]
+    where = f":{path}" if path else "^{tree}"
+    names = [name for ref in candidates for name in (f"{ref}^{{commit}}", f"{ref}{where}")]
+    answers = _batch_check(repo, names)
+    for commit, found in zip(answers[::2], answers[1::2], strict=True):
+        if commit is None or commit[1] != "commit":
+            continue
+        if found is None or found[1] not in ("blob", "tree"):
+            return commit[0], None
+        return commit[0], _entries(repo, [(path, found[1], found[0], found[2])])[0]
     raise RevisionNotFound(f"Invalid rev id: {revision}")
 
 
