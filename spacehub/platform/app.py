@@ -16,13 +16,16 @@ from spacehub.platform.api import commits as commits_api
 from spacehub.platform.api import health, hub, repo_files, unknown
 from spacehub.platform.api import logs as logs_api
 from spacehub.platform.api import repos as repos_api
+from spacehub.platform.api import ssh_keys as ssh_keys_api
 from spacehub.platform.context import Platform
 from spacehub.platform.db import migrate, session_scope
 from spacehub.platform.errors import install_error_handlers
 from spacehub.platform.git import http_backend, lfs, webhooks
+from spacehub.platform.git.ssh import start_ssh_server
 from spacehub.platform.instance_id import platform_instance_id
 from spacehub.platform.limits import BodySizeLimit
 from spacehub.platform.loops import keep_running
+from spacehub.platform.openapi_schema import install_valid_openapi
 from spacehub.platform.pushes import build_unbuilt_heads
 from spacehub.platform.scheduler import adopt_instances, watch_spaces
 from spacehub.platform.services import accounts, builds
@@ -40,6 +43,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await to_thread.run_sync(prepare_database, platform)
+        ssh = await start_ssh_server(platform)
         platform.runtime = await connect_runtime(settings)
         await adopt_instances(platform)
         stop = asyncio.Event()
@@ -57,18 +61,22 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         finally:
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if ssh is not None:
+                await ssh.stop()
 
     app = FastAPI(title="spacehub", lifespan=lifespan)
     app.state.platform = platform
     app.add_middleware(BodySizeLimit, limit=settings.max_request_bytes)
     app.add_middleware(FreshDateHeader)
     install_error_handlers(app)
+    install_valid_openapi(app)
     app.include_router(repos_api.router)
     app.include_router(hub.router)
     app.include_router(commits_api.router)
     app.include_router(health.router)
     app.include_router(logs_api.router)
     app.include_router(admin_api.router)
+    app.include_router(ssh_keys_api.router)
     app.include_router(webhooks.router)
     app.include_router(lfs.router)  # before the git bridge's catch-all path
     app.include_router(repo_files.router)  # idem: /spaces/{owner}/{name}/resolve/…
