@@ -33,6 +33,7 @@ def test_first_start_prints_the_admin_token_once_and_stores_it_private(tmp_path:
     port = free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("SPACEHUB_")}
     env |= {"SPACEHUB_DATA_DIR": str(data), "SPACEHUB_PORT": str(port)}
+    env |= {"SPACEHUB_SSH_PORT": str(free_port())}  # the default 2222 may be taken
     url = f"http://127.0.0.1:{port}"
     outputs = []
     for _ in range(2):
