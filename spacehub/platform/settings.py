@@ -38,7 +38,6 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(
         default=20,
         ge=1,
-        le=1000,
         description="Database connections kept open (as many again in overflow); requests "
         "hold one only while they read or write, never while a body streams.",
     )
