@@ -110,7 +110,7 @@ def published(shared_platform: Platform, tmp_path_factory: pytest.TempPathFactor
     pushed = push(shared_platform, checkout, space_id, "--force")
     assert pushed.returncode == 0, pushed.stderr
     url = shared_platform.git_url(space_id)
-    for refspec in ("dev", "v1.0", f"{second}:refs/pr/1"):
+    for refspec in ("dev", "v1.0", f"{second}:refs/pr/1", "dev:refs/heads/feature/ünï-x"):
         pushed = git("push", url, refspec, cwd=checkout, check=False)
         assert pushed.returncode == 0, pushed.stderr
     return Published(space_id, checkout, first, second, dev, main, pr=second)
@@ -135,6 +135,7 @@ def test_hf_hub_download_at_a_branch_a_tag_and_a_sha(
     assert download("app.py", published.first) == b"print('first')\n"
     assert download("app.py", published.first[:10]) == b"print('first')\n"
     assert download("dev-only.txt", "dev") == b"only on dev\n"
+    assert download("dev-only.txt", "feature/ünï-x") == b"only on dev\n"
     assert download("notes with spaces.txt", "v1.0") == b"notes\n"
     assert download("app.py", "refs/pr/1") == b"print('second')\n"
     assert download("docs/guide ünïcode.md") == FIRST_FILES["docs/guide ünïcode.md"].encode()
@@ -174,9 +175,11 @@ def test_list_repo_files_and_tree_match_git(
     hub = api(shared_platform)
     stored = tree_of(published.checkout, published.main)
     assert sorted(hub.list_repo_files(published.space_id, repo_type="space")) == sorted(stored)
-    assert "dev-only.txt" in hub.list_repo_files(
-        published.space_id, repo_type="space", revision="dev"
-    )
+    for revision in ("dev", "feature/ünï-x"):
+        on_dev = hub.list_repo_files(published.space_id, repo_type="space", revision=revision)
+        assert "dev-only.txt" in on_dev
+    in_pr = hub.list_repo_tree(published.space_id, "docs", repo_type="space", revision="refs/pr/1")
+    assert [entry.path for entry in in_pr] == ["docs/guide ünïcode.md"]
 
     top = {entry.path: entry for entry in hub.list_repo_tree(published.space_id, repo_type="space")}
     assert {path for path, entry in top.items() if not hasattr(entry, "size")} == {
@@ -316,6 +319,7 @@ def test_list_repo_commits_and_refs(shared_platform: Platform, published: Publis
     assert {(ref.name, ref.target_commit) for ref in refs.branches} == {
         ("main", published.main),
         ("dev", published.dev),
+        ("feature/ünï-x", published.dev),
     }
     # The annotated tag is peeled to the commit it names.
     assert [(ref.name, ref.ref, ref.target_commit) for ref in refs.tags] == [
