@@ -1,6 +1,7 @@
 """One place that turns domain errors into the Hub's JSON error answers."""
 
 import logging
+import re
 import secrets
 
 from fastapi import FastAPI, Request
@@ -12,6 +13,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from spacehub.core import errors
 
 log = logging.getLogger(__name__)
+# A message quotes the user's input (a revision, a path): in a header, all but printable ASCII
+# would make the server refuse the whole answer.
+_HEADER_UNSAFE = re.compile(r"[^\x20-\x7e]")
 
 STATUS: list[tuple[type[errors.SpacehubError], int]] = [
     (errors.InvalidInput, 400),
@@ -30,7 +34,7 @@ STATUS: list[tuple[type[errors.SpacehubError], int]] = [
 def error_response(
     status: int, message: str, code: str | None = None, **extra: str
 ) -> JSONResponse:
-    headers = {"X-Error-Message": message.encode("ascii", "replace").decode()[:500]}
+    headers = {"X-Error-Message": _HEADER_UNSAFE.sub("?", message)[:500]}
     if code:
         headers["X-Error-Code"] = code
     return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
@@ -79,8 +83,8 @@ class UnexpectedErrors:
 
         async def watched_send(message: Message) -> None:
             nonlocal started
+            await send(message)  # a head the server refuses (a bad header) is not started
             started = started or message["type"] == "http.response.start"
-            await send(message)
 
         try:
             await self.app(scope, receive, watched_send)

@@ -17,6 +17,7 @@ MAX_DESCRIPTION_CHARS = 1000
 # Names and search words in queries; owner and space names themselves are shorter (core.names).
 MAX_QUERY_CHARS = 256
 MAX_PAGE = 1_000_000
+MAX_ROW_ID = 2**63 - 1  # a database id in a path: SQLite and PostgreSQL integers are 64-bit
 
 
 def _without_nul(value: str) -> str:

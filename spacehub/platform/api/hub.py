@@ -13,6 +13,14 @@ from spacehub.core.errors import InvalidConfig, InvalidInput, Unauthorized
 from spacehub.core.hardware import flavor
 from spacehub.core.space_config import SDKS, parse_space_config
 from spacehub.platform import lifecycle
+from spacehub.platform.api.fields import (
+    MAX_PAGE,
+    MAX_QUERY_CHARS,
+    Description,
+    Key,
+    SleepSeconds,
+    Value,
+)
 from spacehub.platform.api.shapes import hardware_json, runtime_json, space_json, space_url
 from spacehub.platform.build_logs import hub_timestamp
 from spacehub.platform.deps import CallerDep, PlatformDep, SessionDep
@@ -26,9 +34,9 @@ router = APIRouter(prefix="/api")
 
 
 class KeyValue(BaseModel):
-    key: str
-    value: str = ""
-    description: str | None = None
+    key: Key
+    value: Value = ""
+    description: Description | None = None
 
 
 class CreateRepo(BaseModel):
@@ -41,7 +49,7 @@ class CreateRepo(BaseModel):
     private: bool | None = None
     visibility: Literal["public", "private", "protected"] | None = None
     hardware: str | None = None
-    sleep_time: int | None = Field(default=None, alias="sleepTimeSeconds")
+    sleep_time: SleepSeconds | None = Field(default=None, alias="sleepTimeSeconds")
     storage: Literal["small", "medium", "large"] | None = Field(default=None, alias="storageTier")
     secrets: list[KeyValue] = []
     variables: list[KeyValue] = []
@@ -56,16 +64,16 @@ class DeleteRepo(BaseModel):
 
 
 class DeleteKey(BaseModel):
-    key: str
+    key: Key
 
 
 class SleepTime(BaseModel):
-    seconds: int = Field(ge=-1)
+    seconds: SleepSeconds
 
 
 class Hardware(BaseModel):
-    flavor: str
-    sleep_time: int | None = Field(default=None, alias="sleepTimeSeconds")
+    flavor: Annotated[str, Field(max_length=MAX_QUERY_CHARS)]
+    sleep_time: SleepSeconds | None = Field(default=None, alias="sleepTimeSeconds")
 
 
 class Storage(BaseModel):
@@ -146,11 +154,11 @@ def list_spaces(
     caller: CallerDep,
     session: SessionDep,
     platform: PlatformDep,
-    author: str | None = None,
-    search: str | None = None,
+    author: Annotated[str | None, Query(max_length=MAX_QUERY_CHARS)] = None,
+    search: Annotated[str | None, Query(max_length=MAX_QUERY_CHARS)] = None,
     full: bool = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    p: Annotated[int, Query(ge=0)] = 0,
+    p: Annotated[int, Query(ge=0, le=MAX_PAGE)] = 0,
 ):
     rows = spaces.list_visible_spaces(
         session, caller, author=author, search=search, offset=p * limit, limit=limit + 1

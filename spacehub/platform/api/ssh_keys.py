@@ -1,9 +1,12 @@
 """The caller's own SSH keys for git over SSH: list, add, remove."""
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, Field
 
 from spacehub.core.errors import Unauthorized
+from spacehub.platform.api.fields import MAX_ROW_ID
 from spacehub.platform.build_logs import hub_timestamp
 from spacehub.platform.deps import CallerDep, SessionDep
 from spacehub.platform.models import SshKey, User
@@ -53,6 +56,8 @@ def add_key(body: NewKey, caller: CallerDep, session: SessionDep) -> dict:
 
 
 @router.delete("/{key_id}", status_code=204)
-def remove_key(key_id: int, caller: CallerDep, session: SessionDep) -> Response:
+def remove_key(
+    key_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)], caller: CallerDep, session: SessionDep
+) -> Response:
     ssh_keys.remove_key(session, key_id, _may_change(session, caller))
     return Response(status_code=204)
