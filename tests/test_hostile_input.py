@@ -190,6 +190,8 @@ RANGES = "/api/spaces/admin/ranges"
         ("POST", f"{RANGES}/hardware", {"flavor": "f" * 100_000}),
         ("POST", "/api/repos/create", {"name": "r-new", "sdk": "static", "sleepTimeSeconds": -2}),
         ("POST", "/api/repos/create", {"name": "r-new", "sdk": "static", "sleepTimeSeconds": HUGE}),
+        ("POST", f"{RANGES}/duplicate", {"repository": "admin/r-dup", "sleepTimeSeconds": -2}),
+        ("POST", f"{RANGES}/duplicate", {"repository": "admin/r-dup", "sleepTimeSeconds": HUGE}),
     ],
 )
 def test_out_of_range_numbers_and_lengths_are_422(

@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from spacehub.core.errors import InvalidInput, Unauthorized
 from spacehub.platform import lifecycle
+from spacehub.platform.api.fields import SleepSeconds
 from spacehub.platform.api.hub import KeyValue
 from spacehub.platform.api.shapes import space_url
 from spacehub.platform.deps import CallerDep, PlatformDep, SessionDep
@@ -27,7 +28,7 @@ class DuplicateRepo(BaseModel):
     private: bool | None = None
     visibility: Visibility | None = None
     hardware: str | None = None
-    sleep_time: int | None = Field(default=None, alias="sleepTimeSeconds")
+    sleep_time: SleepSeconds | None = Field(default=None, alias="sleepTimeSeconds")
     storage: Literal["small", "medium", "large"] | None = Field(default=None, alias="storageTier")
     secrets: list[KeyValue] = []
     variables: list[KeyValue] = []
