@@ -504,3 +504,34 @@ def _explain(request: pytest.FixtureRequest, shared_platform: Platform) -> Itera
 
     explain_failure(request.node, "spacehub serve log", lambda: shared_platform.log()[-6000:])
     yield
+
+
+def test_hostile_paths_and_revisions_are_answered_not_crashed(
+    shared_platform: Platform, published: Published
+) -> None:
+    space = published.space_id
+    with shared_platform.api() as client:
+        for url in (
+            f"/spaces/{space}/resolve/main/%FF%FE.txt",
+            f"/spaces/{space}/resolve/main/data/%2E%2E/app.py",
+            f"/api/spaces/{space}/tree/main/%0Aapp.py",
+        ):
+            answer = client.get(url)
+            assert answer.status_code == 404, (url, answer.status_code, answer.text)
+            assert answer.headers.get("x-error-code") == "EntryNotFound", (url, answer.text)
+        for revision in ("main~1", "main%0A", "HEAD@%7B0%7D", ":%2Fapp", "--all", "%FF"):
+            answer = client.get(f"/spaces/{space}/resolve/{revision}/app.py")
+            assert answer.headers["x-error-code"] == "RevisionNotFound", revision
+        assert client.get(f"/spaces/{space}/resolve/main/app.py%00").status_code in (400, 404)
+        surrogate = client.post(
+            f"/api/spaces/{space}/paths-info/main",
+            content=b'{"paths": ["\\ud800", "app.py", "a\\u0000b"]}',
+            headers={"Content-Type": "application/json"},
+        )
+        assert surrogate.status_code == 200
+        assert [item["path"] for item in surrogate.json()] == ["app.py"]
+        assert (
+            client.get(f"/api/spaces/{space}/commits/main", params={"p": 10**12}).status_code == 422
+        )
+        deep = client.get(f"/api/spaces/{space}/tree/main", params={"cursor": 10**6})
+        assert deep.status_code == 200 and deep.json() == []

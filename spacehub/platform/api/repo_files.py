@@ -16,6 +16,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from spacehub.core.errors import EntryNotFound, InvalidInput, RevisionNotFound
+from spacehub.platform.api import url_paths  # noqa: F401 (registers {…:any_path})
+from spacehub.platform.api.fields import MAX_PAGE
 from spacehub.platform.build_logs import hub_timestamp
 from spacehub.platform.context import Platform
 from spacehub.platform.db import session_scope
@@ -43,7 +45,7 @@ SANDBOX = {
 }
 
 
-@router.api_route("/spaces/{owner}/{name}/resolve/{rest:path}", methods=["GET", "HEAD"])
+@router.api_route("/spaces/{owner}/{name}/resolve/{rest:any_path}", methods=["GET", "HEAD"])
 def resolve(owner: str, name: str, request: Request, platform: PlatformDep) -> Response:
     repo = _readable_repo(platform, request, owner, name)
     revision, path = _revision_and_path(request, skip=5)
@@ -91,7 +93,7 @@ def resolve(owner: str, name: str, request: Request, platform: PlatformDep) -> R
     )
 
 
-@router.get("/api/spaces/{owner}/{name}/tree/{rest:path}")
+@router.get("/api/spaces/{owner}/{name}/tree/{rest:any_path}")
 def tree(
     owner: str,
     name: str,
@@ -99,7 +101,7 @@ def tree(
     platform: PlatformDep,
     recursive: bool = False,
     expand: bool = False,
-    cursor: Annotated[int, Query(ge=0)] = 0,
+    cursor: Annotated[int, Query(ge=0, le=MAX_PAGE * TREE_PAGE)] = 0,
 ) -> JSONResponse:
     repo = _readable_repo(platform, request, owner, name)
     revision, path = _revision_and_path(request, skip=6)
@@ -117,7 +119,7 @@ def tree(
     return JSONResponse(items, headers=headers)
 
 
-@router.post("/api/spaces/{owner}/{name}/paths-info/{rest:path}")
+@router.post("/api/spaces/{owner}/{name}/paths-info/{rest:any_path}")
 async def paths_info(owner: str, name: str, request: Request, platform: PlatformDep) -> list[dict]:
     paths, expand = _paths_request(request.headers.get("content-type", ""), await request.body())
     revision, _ = _revision_and_path(request, skip=6)
@@ -133,13 +135,13 @@ async def paths_info(owner: str, name: str, request: Request, platform: Platform
     return await to_thread.run_sync(answer)
 
 
-@router.get("/api/spaces/{owner}/{name}/commits/{rest:path}")
+@router.get("/api/spaces/{owner}/{name}/commits/{rest:any_path}")
 def commits(
     owner: str,
     name: str,
     request: Request,
     platform: PlatformDep,
-    p: Annotated[int, Query(ge=0)] = 0,
+    p: Annotated[int, Query(ge=0, le=MAX_PAGE)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = COMMITS_PAGE,
 ) -> JSONResponse:
     repo = _readable_repo(platform, request, owner, name)
@@ -198,14 +200,23 @@ def _revision_and_path(request: Request, skip: int) -> tuple[str, str]:
     `refs/pr/1` written out with its slashes is one revision too, as on the Hub.
     """
     raw: bytes = request.scope.get("raw_path") or request.url.path.encode()
-    try:
-        parts = [unquote_to_bytes(part).decode() for part in raw.split(b"/")[skip:]]
-    except UnicodeDecodeError:
-        raise EntryNotFound("Entry not found: the path is not UTF-8") from None
+    parts = [_decoded(part) for part in raw.split(b"/")[skip:]]
     if not parts or not parts[0]:
         raise RevisionNotFound("Invalid rev id: a revision is required")
     taken = 3 if parts[0] == "refs" and len(parts) >= 3 else 1
-    return "/".join(parts[:taken]), "/".join(parts[taken:])
+    revision, path = parts[:taken], parts[taken:]
+    if None in revision:
+        raise RevisionNotFound("Invalid rev id: it is not UTF-8")
+    if None in path:
+        raise EntryNotFound("Entry not found: the path is not UTF-8")
+    return "/".join(revision), "/".join(path)  # type: ignore[arg-type]
+
+
+def _decoded(part: bytes) -> str | None:
+    try:
+        return unquote_to_bytes(part).decode()
+    except UnicodeDecodeError:
+        return None
 
 
 def _paths_request(content_type: str, body: bytes) -> tuple[list[str], bool]:

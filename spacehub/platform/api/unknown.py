@@ -9,13 +9,14 @@ from fastapi import APIRouter, Request, Response
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
+from spacehub.platform.api import url_paths  # noqa: F401 (registers {…:any_path})
 from spacehub.platform.errors import error_response
 
 router = APIRouter()
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
-@router.api_route("/api/{path:path}", methods=METHODS, include_in_schema=False)
+@router.api_route("/api/{path:any_path}", methods=METHODS, include_in_schema=False)
 def unknown_endpoint(path: str, request: Request) -> Response:
     allowed = _methods_of_other_routes(request)
     if allowed:

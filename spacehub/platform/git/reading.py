@@ -92,7 +92,7 @@ def find_path(repo: Path, revision: str, path: str) -> tuple[str, Entry | None]:
 
 
 def _revision_candidates(revision: str) -> list[str]:
-    if not revision or _NOT_A_NAME.search(revision) or "\n" in revision:
+    if not revision or _NOT_A_NAME.search(revision) or not _encodable(revision):
         return []
     if revision.startswith("refs/"):
         return [revision] if revision.startswith(REF_PREFIXES) else []
@@ -106,9 +106,20 @@ def normalize_path(path: str) -> str:
     """A path inside the repository, without leading or trailing slashes; '' is the root."""
     path = path.strip("/")
     parts = path.split("/") if path else []
-    if any(part in ("", ".", "..") or "\n" in part or "\0" in part for part in parts):
-        raise EntryNotFound(f"Entry not found: {path}")
+    if not _encodable(path) or any(
+        part in ("", ".", "..") or "\n" in part or "\0" in part for part in parts
+    ):
+        raise EntryNotFound(f"Entry not found: {path!r}")
     return path
+
+
+def _encodable(text: str) -> bool:
+    """False for lone surrogates (JSON allows them; a path in git never has them)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def stat_path(repo: Path, commit: str, path: str) -> Entry | None:
@@ -150,7 +161,7 @@ def list_tree(repo: Path, commit: str, path: str = "", recursive: bool = False) 
         meta, _, name = record.partition(b"\t")
         _mode, kind, oid, size = meta.decode().split()
         if kind in ("blob", "tree"):
-            found.append((prefix + name.decode(errors="surrogateescape"), kind, oid, size))
+            found.append((prefix + name.decode(errors="replace"), kind, oid, size))
     return _entries(repo, found)
 
 
@@ -262,7 +273,7 @@ def _git(
 ) -> bytes:
     result = subprocess.run(
         ["git", "--git-dir", str(repo), *args],
-        input=input_bytes.encode(errors="surrogateescape") if input_bytes is not None else None,
+        input=input_bytes.encode() if input_bytes is not None else None,
         capture_output=True,
         timeout=GIT_TIMEOUT,
         check=False,
