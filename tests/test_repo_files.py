@@ -530,8 +530,14 @@ def test_hostile_paths_and_revisions_are_answered_not_crashed(
         )
         assert surrogate.status_code == 200
         assert [item["path"] for item in surrogate.json()] == ["app.py"]
-        assert (
-            client.get(f"/api/spaces/{space}/commits/main", params={"p": 10**12}).status_code == 422
-        )
+        for body in (b"[1, 2]", b"not json", b'{"paths": [1]}'):
+            refused = client.post(
+                f"/api/spaces/{space}/paths-info/main",
+                content=body,
+                headers={"Content-Type": "application/json"},
+            )
+            assert refused.status_code == 400 and "paths-info" in refused.json()["error"]
+        huge = client.get(f"/api/spaces/{space}/commits/main", params={"p": 10**12})
+        assert huge.status_code == 422
         deep = client.get(f"/api/spaces/{space}/tree/main", params={"cursor": 10**6})
         assert deep.status_code == 200 and deep.json() == []

@@ -226,6 +226,8 @@ def _paths_request(content_type: str, body: bytes) -> tuple[list[str], bool]:
             data = json.loads(body or b"{}")
         except ValueError:
             raise InvalidInput("paths-info: the body is not JSON") from None
+        if not isinstance(data, dict):
+            raise InvalidInput("paths-info: the body must be an object with 'paths'")
         paths, expand = data.get("paths", []), data.get("expand", False)
         paths = [paths] if isinstance(paths, str) else paths
         if not isinstance(paths, list) or not all(isinstance(path, str) for path in paths):
