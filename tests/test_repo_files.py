@@ -541,3 +541,33 @@ def test_hostile_paths_and_revisions_are_answered_not_crashed(
         assert huge.status_code == 422
         deep = client.get(f"/api/spaces/{space}/tree/main", params={"cursor": 10**6})
         assert deep.status_code == 200 and deep.json() == []
+
+
+def test_a_pointer_to_another_spaces_lfs_file_serves_nothing(
+    shared_platform: Platform, published: Published, tmp_path: Path
+) -> None:
+    """Knowing the oid of a file in someone else's space is not enough to read it."""
+    content = (published.checkout / LFS_NAME).read_bytes()
+    oid = hashlib.sha256(content).hexdigest()
+    space_id = shared_platform.create_space("files-thief")
+    checkout = tmp_path / "thief"
+    checkout.mkdir()
+    git("init", "--quiet", "--initial-branch=main", cwd=checkout)
+    pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {len(content)}\n"
+    write_files(checkout, {"stolen.txt": pointer})
+    commit_all(checkout, "Point at a stranger's file")
+    assert push(shared_platform, checkout, space_id, "--force").returncode == 0
+    with shared_platform.api() as client:
+        for method in ("HEAD", "GET"):
+            answer = client.request(method, f"/spaces/{space_id}/resolve/main/stolen.txt")
+            assert answer.status_code == 404 and answer.headers["x-error-code"] == "EntryNotFound"
+            assert content[:64] not in answer.content
+    with pytest.raises(EntryNotFoundError):
+        hf_hub_download(
+            space_id,
+            "stolen.txt",
+            repo_type="space",
+            endpoint=shared_platform.url,
+            token=ADMIN_TOKEN,
+            cache_dir=tmp_path / "cache",
+        )
