@@ -12,12 +12,13 @@ from spacehub.platform.api.shapes import app_host
 from spacehub.platform.context import Platform
 from spacehub.platform.db import session_scope
 from spacehub.platform.git.repos import DEFAULT_BRANCH, head_commit, repo_path
-from spacehub.platform.models import Space, User, utcnow
+from spacehub.platform.models import BuildStatus, Space, User, utcnow
 from spacehub.platform.services import builds
 from spacehub.platform.services.spaces import owner_of
 
 log = logging.getLogger(__name__)
 UNBUILT_CHECK_SECONDS = 30.0
+ACTIVE_BUILDS = (BuildStatus.QUEUED, BuildStatus.RUNNING)
 
 
 async def build_new_head(platform: Platform, session: Session, space: Space) -> str:
@@ -51,28 +52,29 @@ def queue_unbuilt_heads(platform: Platform) -> int:
     with session_scope(platform.engine) as session:
         rows = session.exec(select(Space, User).where(Space.owner_id == User.id)).all()
         for space, owner in rows:
-            owner_name = owner.name
-            if space.stage == Stage.DELETING:
-                continue
-            head = head_commit(repo_path(platform.settings.repos_dir, owner_name, space.name))
             latest = builds.latest_build(session, space)
+            if space.stage == Stage.DELETING or (
+                latest is not None and latest.status in ACTIVE_BUILDS
+            ):
+                continue  # a queued or running build follows main by itself
+            # Read after the build: a push landing meanwhile is seen here, never missed.
+            head = head_commit(repo_path(platform.settings.repos_dir, owner.name, space.name))
             if head is None or (latest is not None and latest.commit == head):
                 continue
             log.warning(
-                "%s/%s: main is at %s, never built: building it", owner_name, space.name, head[:12]
+                "%s/%s: main is at %s, never built: building it", owner.name, space.name, head[:12]
             )
             space.head_commit = head
             session.add(space)
             if builds.enqueue(session, space, head) is not None:
                 queued += 1
-    if queued:
-        platform.build_wakeup.set()
     return queued
 
 
 async def build_unbuilt_heads(platform: Platform, stop: asyncio.Event) -> None:
     """At start and then every UNBUILT_CHECK_SECONDS: no commit on `main` stays unbuilt."""
     while not stop.is_set():
-        await to_thread.run_sync(queue_unbuilt_heads, platform)
+        if await to_thread.run_sync(queue_unbuilt_heads, platform):
+            platform.build_wakeup.set()  # on the loop: asyncio events are not thread-safe
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), UNBUILT_CHECK_SECONDS)
