@@ -142,7 +142,7 @@ def test_kill_9_at_random_moments_of_pushes_loses_no_commit_and_leaves_none_unbu
             assert main and expected.returncode in (0, 128)
             if expected.returncode == 0:
                 wait_for(
-                    lambda text=expected.stdout: served_index(running, space_id) == text,
+                    lambda text=expected.stdout, now=running: served_index(now, space_id) == text,
                     60,
                     f"the commit on main ({main[:12]}) to be built and served",
                 )
