@@ -203,6 +203,15 @@ def test_push_of_a_static_site_runs_with_build_logs(
     assert httpx.get(f"{hub.url}/apps/admin/{name}/", timeout=10).status_code == 404
 
 
+def test_restart_of_a_paused_space_that_never_built_unpauses_it(api: HfApi, hub: Platform) -> None:
+    """As on the Hub (huggingface_hub's test_pause_and_restart_space): restart leaves PAUSED."""
+    space_id = f"admin/{new_name()}"
+    api.create_repo(space_id, repo_type="space", space_sdk="static")  # no index.html: no release
+    assert api.pause_space(space_id).stage == "PAUSED"
+    assert api.restart_space(space_id).stage == "BUILDING"
+    assert hub.wait_stage(space_id, {"NO_APP_FILE"}, timeout=30)["stage"] == "NO_APP_FILE"
+
+
 def test_list_spaces_by_author_and_search(
     api: HfApi, hub: Platform, tokens: dict[str, str]
 ) -> None:

@@ -79,6 +79,8 @@ async def restart_space(platform: Platform, session: Session, space: Space, fact
         if head is None:
             raise Conflict("nothing to build yet: push a commit first")
         builds.enqueue(session, space, head, no_cache=factory)
+        if space.stage == Stage.PAUSED:  # a push leaves a paused space paused; a restart does not
+            set_stage(session, space, Stage.BUILDING)
         platform.build_wakeup.set()
         return
     if space.release_kind == "static":
