@@ -1,13 +1,19 @@
-"""Our proxy against nginx on a tiny static file: wrk req/s, p99 and the ratio to nginx as a proxy.
+"""Our proxy against nginx as a reverse proxy: wrk req/s, p99, and the ratios to nginx.
 
-Run from the repository root: `python -m bench.proxy_bench [--seconds 5] [--rounds 3]`. nginx and
-wrk must be installed; everything listens on 127.0.0.1 and stops at the end. Servers share CPU 0
-and wrk gets CPU 1 (when `taskset` exists), as in NOTES.md. The two proxies take turns for
-`--rounds` rounds and the medians are printed: on a shared machine one run of each swings by
-a third or more.
+Two upstreams, each measured directly, through nginx and through our proxy in the same run:
+nginx serving a tiny static file (the proxy's own cost dominates) and a real Gradio app's page
+(`examples/gradio-greet`, the app's cost dominates). "p99 added" is a proxy's p99 minus the
+direct p99 of the same round.
+
+Run from the repository root: `python -m bench.proxy_bench [--seconds 5] [--rounds 3]
+[--only tiny|gradio]`. nginx and wrk must be installed; everything listens on 127.0.0.1 and
+stops at the end. Servers share CPU 0 and wrk gets CPU 1 (when `taskset` exists), as in
+NOTES.md. In each round the three paths take turns (the order rotates) and the medians of the
+rounds are printed: on a shared machine one run of each swings by a third or more.
 """
 
 import argparse
+import os
 import re
 import shutil
 import socket
@@ -33,6 +39,7 @@ http {{
     uwsgi_temp_path {prefix}/uwsgi;
     scgi_temp_path {prefix}/scgi;
     upstream files {{ server 127.0.0.1:{file_port}; keepalive 64; }}
+    upstream gradio {{ server 127.0.0.1:{gradio_port}; keepalive 64; }}
     server {{
         listen 127.0.0.1:{file_port};
         root {prefix}/www;
@@ -41,6 +48,14 @@ http {{
         listen 127.0.0.1:{proxy_port};
         location / {{
             proxy_pass http://files;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+    server {{
+        listen 127.0.0.1:{gradio_proxy_port};
+        location / {{
+            proxy_pass http://gradio;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
         }}
@@ -54,6 +69,16 @@ class Result:
     name: str
     requests_per_second: float
     p99_ms: float
+
+
+@dataclass
+class Case:
+    """One upstream and its three paths: direct, through nginx, through our proxy."""
+
+    title: str
+    direct: tuple[str, str]
+    nginx: tuple[str, str]
+    ours: tuple[str, str]
 
 
 def free_port() -> int:
@@ -86,14 +111,14 @@ def run_wrk(name: str, target: str, seconds: int) -> Result:
     ).stdout
     rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", output)
-    if rate is None or p99 is None or "Non-2xx" in output:
+    if rate is None or p99 is None or "Non-2xx" in output or "Socket errors" in output:
         raise RuntimeError(f"unexpected wrk output for {name}:\n{output}")
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
     return Result(name, float(rate.group(1)), float(p99.group(1)) * scale)
 
 
-async def serve_proxy(port: int, file_port: int) -> None:
-    """The proxy alone, with one space whose app is nginx serving the file."""
+async def serve_proxy(port: int, file_port: int, gradio_port: int) -> None:
+    """The proxy alone, with two spaces: nginx serving the file, and the Gradio app."""
     from spacehub.platform.proxy import start_proxy
     from spacehub.platform.route_table import Route, RouteTable, Upstream
 
@@ -102,6 +127,7 @@ async def serve_proxy(port: int, file_port: int) -> None:
 
     routes = RouteTable()
     routes.set(Route("bench", "file", "bench-file", upstream=Upstream(port=file_port)))
+    routes.set(Route("bench", "gradio", "bench-gradio", upstream=Upstream(port=gradio_port)))
     server = await start_proxy(
         host="127.0.0.1",
         port=port,
@@ -114,6 +140,34 @@ async def serve_proxy(port: int, file_port: int) -> None:
         await server.serve_forever()
 
 
+def start_gradio(port: int, log: Path) -> subprocess.Popen:
+    app = Path(__file__).resolve().parent.parent / "examples" / "gradio-greet" / "app.py"
+    env = {
+        **os.environ,
+        "GRADIO_SERVER_NAME": "127.0.0.1",
+        "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "GRADIO_ROOT_PATH": "/apps/bench/gradio",
+    }
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            on_cpu(0, [sys.executable, str(app)]), env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+def measure(case: Case, rounds: int, seconds: int) -> list[tuple[Result, Result, Result]]:
+    """Each round runs the three paths, starting with a different one each time."""
+    paths = [case.direct, case.nginx, case.ours]
+    measured = []
+    for index in range(rounds):
+        order = [(index + offset) % 3 for offset in range(3)]
+        results: dict[int, Result] = {}
+        for which in order:
+            results[which] = run_wrk(*paths[which], seconds)
+        measured.append((results[0], results[1], results[2]))
+    return measured
+
+
 def median_of(results: list[Result]) -> Result:
     return Result(
         results[0].name,
@@ -122,11 +176,27 @@ def median_of(results: list[Result]) -> Result:
     )
 
 
+def report(case: Case, measured: list[tuple[Result, Result, Result]]) -> None:
+    print(f"\n{case.title}")
+    print(f"{'':30} {'req/s':>10} {'p99 ms':>8}   (medians of {len(measured)} rounds)")
+    for column in range(3):
+        result = median_of([round_[column] for round_ in measured])
+        print(f"{result.name:30} {result.requests_per_second:10.0f} {result.p99_ms:8.2f}")
+    ratios = [ours.requests_per_second / nginx.requests_per_second for _, nginx, ours in measured]
+    print(f"ours / nginx reverse proxy: {statistics.median(ratios):.2f}x", end="")
+    print(f" (rounds: {', '.join(f'{ratio:.2f}' for ratio in ratios)})")
+    for column, name in ((1, "nginx"), (2, "ours")):
+        added = [round_[column].p99_ms - round_[0].p99_ms for round_ in measured]
+        print(f"p99 added by {name}: {statistics.median(added):.2f} ms", end="")
+        print(f" (rounds: {', '.join(f'{ms:.2f}' for ms in added)})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--serve-proxy", nargs=2, type=int, metavar=("PORT", "FILE_PORT"))
+    parser.add_argument("--only", choices=["tiny", "gradio"])
+    parser.add_argument("--serve-proxy", nargs=3, type=int, metavar=("PORT", "FILE", "GRADIO"))
     args = parser.parse_args()
     if args.serve_proxy:
         import uvloop
@@ -134,7 +204,22 @@ def main() -> None:
         uvloop.run(serve_proxy(*args.serve_proxy))
         return
 
-    file_port, nginx_proxy_port, our_port = free_port(), free_port(), free_port()
+    file_port, nginx_port, gradio_port, nginx_gradio_port, our_port = (
+        free_port() for _ in range(5)
+    )
+    tiny = Case(
+        "tiny static file (nginx serving 211 bytes)",
+        ("direct: nginx serving the file", f"{file_port}/file.txt"),
+        ("nginx as reverse proxy", f"{nginx_port}/file.txt"),
+        ("spacehub proxy (path form)", f"{our_port}/apps/bench/file/file.txt"),
+    )
+    gradio = Case(
+        "a real Gradio page (examples/gradio-greet, GET /)",
+        ("direct: the Gradio app", f"{gradio_port}/"),
+        ("nginx as reverse proxy", f"{nginx_gradio_port}/"),
+        ("spacehub proxy (path form)", f"{our_port}/apps/bench/gradio/"),
+    )
+    cases = {"tiny": [tiny], "gradio": [gradio]}.get(args.only, [tiny, gradio])
     with tempfile.TemporaryDirectory(prefix="proxy-bench-") as tmp:
         prefix = Path(tmp)
         prefix.chmod(0o755)  # nginx's worker runs as another user and must read the file
@@ -142,33 +227,35 @@ def main() -> None:
         (prefix / "www" / "file.txt").write_bytes(b"spacehub proxy bench " * 10 + b"\n")
         conf = prefix / "nginx.conf"
         conf.write_text(
-            NGINX_CONF.format(prefix=prefix, file_port=file_port, proxy_port=nginx_proxy_port)
+            NGINX_CONF.format(
+                prefix=prefix,
+                file_port=file_port,
+                proxy_port=nginx_port,
+                gradio_port=gradio_port,
+                gradio_proxy_port=nginx_gradio_port,
+            )
         )
-        nginx = subprocess.Popen(on_cpu(0, ["nginx", "-c", str(conf), "-p", str(prefix)]))
-        ours = subprocess.Popen(
-            on_cpu(0, [sys.executable, "-m", "bench.proxy_bench", "--serve-proxy",
-                       str(our_port), str(file_port)])
-        )  # fmt: skip
-        nginx_proxy = ("nginx as reverse proxy", f"{nginx_proxy_port}/file.txt")
-        our_proxy = ("spacehub proxy (path form)", f"{our_port}/apps/bench/file/file.txt")
+        ports = [str(port) for port in (our_port, file_port, gradio_port)]
+        ours = [sys.executable, "-m", "bench.proxy_bench", "--serve-proxy", *ports]
+        processes = [
+            subprocess.Popen(on_cpu(0, ["nginx", "-c", str(conf), "-p", str(prefix)])),
+            subprocess.Popen(on_cpu(0, ours)),
+        ]
+        if gradio in cases:
+            processes.append(start_gradio(gradio_port, prefix / "gradio.log"))
         try:
-            for port in (file_port, nginx_proxy_port, our_port):
+            for port in (file_port, nginx_port, our_port):
                 wait_for_port(port)
-            direct = run_wrk("nginx serving the file", f"{file_port}/file.txt", args.seconds)
-            rounds = [
-                (run_wrk(*nginx_proxy, args.seconds), run_wrk(*our_proxy, args.seconds))
-                for _ in range(args.rounds)
-            ]
+            if gradio in cases:
+                wait_for_port(gradio_port, timeout=120)
+            measured = [(case, measure(case, args.rounds, args.seconds)) for case in cases]
         finally:
-            for process in (ours, nginx):
+            for process in processes:
                 process.terminate()
+            for process in processes:
                 process.wait(10)
-    print(f"{'':30} {'req/s':>10} {'p99 ms':>8}   (medians of {args.rounds} rounds)")
-    for result in (direct, median_of([r[0] for r in rounds]), median_of([r[1] for r in rounds])):
-        print(f"{result.name:30} {result.requests_per_second:10.0f} {result.p99_ms:8.2f}")
-    ratios = [ours.requests_per_second / nginx.requests_per_second for nginx, ours in rounds]
-    print(f"ours / nginx reverse proxy: {statistics.median(ratios):.2f}x", end="")
-    print(f" (rounds: {', '.join(f'{ratio:.2f}' for ratio in ratios)})")
+    for case, results in measured:
+        report(case, results)
 
 
 if __name__ == "__main__":
