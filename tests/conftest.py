@@ -226,10 +226,20 @@ def shared_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platfo
     stop_cleanly(running)
 
 
-def add_user(platform: Platform, name: str, role: str = "write", orgs: tuple[str, ...] = ()) -> str:
+def add_user(
+    platform: Platform,
+    name: str,
+    role: str = "write",
+    orgs: tuple[str, ...] = (),
+    *,
+    token: str | None = None,
+    fullnames: dict[str, str] | None = None,
+) -> str:
     """Create a user (member of `orgs`, created when missing) in the platform's database.
 
-    Returns a new token of `role` ("read" or "write"). There is no user-admin API yet.
+    Returns a new token of `role` ("read" or "write"), or `token` itself when given.
+    `fullnames` gives display names to the user and to orgs it creates, by name.
+    There is no user-admin API yet.
     """
     from sqlmodel import select
 
@@ -237,15 +247,20 @@ def add_user(platform: Platform, name: str, role: str = "write", orgs: tuple[str
     from spacehub.platform.models import TokenRole, User
     from spacehub.platform.services import accounts
 
+    fullnames = fullnames or {}
     engine = make_engine(f"sqlite:///{(platform.data_dir / 'spacehub.db').resolve()}")
     try:
         with session_scope(engine) as session:
-            user = accounts.create_user(session, name)
+            user = accounts.create_user(session, name, fullname=fullnames.get(name, ""))
             for org_name in orgs:
                 org = session.exec(select(User).where(User.name == org_name)).first()
-                org = org or accounts.create_user(session, org_name, is_org=True)
+                org = org or accounts.create_user(
+                    session, org_name, fullname=fullnames.get(org_name, ""), is_org=True
+                )
                 accounts.add_member(session, org, user)
-            return accounts.create_token(session, user, TokenRole(role), f"{name}-{role}")
+            return accounts.create_token(
+                session, user, TokenRole(role), f"{name}-{role}", value=token
+            )
     finally:
         engine.dispose()
 
