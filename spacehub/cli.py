@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--data-dir", type=Path)
-    serve.add_argument("--runtime", choices=["auto", "docker"])
+    serve.add_argument("--runtime", choices=["auto", "docker", "local"])
     serve.add_argument("--apps-domain")
     worker = commands.add_parser("worker", help="run builds only, against the same database")
     worker.add_argument("--data-dir", type=Path)

@@ -21,16 +21,16 @@ def build_static_release(
     crash or a full disk can leave a damaged one); `rebuild` (a factory rebuild) always copies.
     """
     final = releases_dir / commit
-    if rebuild or not _matches(source, final):
+    if rebuild or not same_files(source, final):
         releases_dir.mkdir(parents=True, exist_ok=True)
         partial = releases_dir / f".{commit}.partial-{os.getpid()}"
         shutil.rmtree(partial, ignore_errors=True)
         shutil.copytree(source, partial, symlinks=True, ignore=_IGNORED)
-        _replace(partial, final)
+        replace_directory(partial, final)
     return Artifact(kind="static", ref=str(final), commit=commit)
 
 
-def _replace(partial: Path, final: Path) -> None:
+def replace_directory(partial: Path, final: Path) -> None:
     """Put `partial` in place of `final`; a damaged `final` is moved aside, then removed."""
     old = final.with_name(f".{final.name}.old-{os.getpid()}")
     if final.exists():
@@ -45,7 +45,7 @@ def _replace(partial: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _matches(source: Path, release: Path) -> bool:
+def same_files(source: Path, release: Path) -> bool:
     """Whether `release` holds exactly the files of `source` (names, kinds and sizes)."""
     if not release.is_dir():
         return False

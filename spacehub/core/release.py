@@ -1,14 +1,18 @@
 """What the builder hands the runtime: an artifact, and the spec to run it."""
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-ArtifactKind = Literal["image", "static"]
+ArtifactKind = Literal["image", "static", "venv"]
+# A venv release is a directory: the app's files in `app/` and this manifest beside them.
+VENV_MANIFEST = "release.json"
+VENV_APP_DIR = "app"
 
 
 @dataclass(frozen=True)
 class Artifact:
-    """A built release: a Docker image reference, or a directory of static files."""
+    """A built release: a Docker image reference, or a directory (static files, venv release)."""
 
     kind: ArtifactKind
     ref: str
@@ -33,3 +37,22 @@ class AppSpec:
     limits: Limits
     env: dict[str, str] = field(default_factory=dict)
     persistent_storage: bool = False
+
+
+@dataclass(frozen=True)
+class VenvManifest:
+    """How a venv release runs: its `release.json`, written by the builder, read by `local`."""
+
+    sdk: str
+    app_file: str
+    venv: str  # absolute path of the shared virtual environment
+    python_version: str
+    python_prefix: str  # the interpreter's installation, which the venv's python links into
+    key: str  # hash of the resolved requirements and interpreter: the venv's name
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "VenvManifest":
+        return cls(**json.loads(text))

@@ -133,15 +133,21 @@ def prepare_database(platform: Platform) -> None:
 
 
 async def connect_runtime(settings: Settings) -> Runtime | None:
-    """`docker` must answer; `auto` uses Docker when a daemon answers, else static spaces only."""
-    try:
-        runtime_class = load_runtime_class("docker")
-        platform_id = platform_instance_id(settings.data_dir)
-        return await to_thread.run_sync(lambda: runtime_class(platform_id=platform_id))
-    except Exception as error:
-        if settings.runtime == "docker":
-            raise RuntimeError(
-                f"runtime 'docker' was asked for but Docker does not answer: {error}"
-            ) from error
-        log.warning("no Docker engine answers (%s): only static spaces will run", error)
-        return None
+    """`docker` must answer; `local` runs apps as processes; `auto` is Docker if it answers."""
+    platform_id = platform_instance_id(settings.data_dir)
+    if settings.runtime != "local":
+        try:
+            runtime_class = load_runtime_class("docker")
+            runtime = await to_thread.run_sync(lambda: runtime_class(platform_id=platform_id))
+            print("Runtime: docker (apps run as containers)", flush=True)
+            return runtime
+        except Exception as error:
+            if settings.runtime == "docker":
+                raise RuntimeError(
+                    f"runtime 'docker' was asked for but Docker does not answer: {error}"
+                ) from error
+            log.warning("no Docker engine answers (%s): apps run as local processes", error)
+    local_class = load_runtime_class("local")
+    runtime = local_class(data_dir=settings.data_dir, platform_id=platform_id)  # type: ignore[call-arg]
+    print("Runtime: local (apps run as processes in shared virtual environments)", flush=True)
+    return runtime

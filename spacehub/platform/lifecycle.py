@@ -89,7 +89,8 @@ async def restart_space(platform: Platform, session: Session, space: Space, fact
         return
     if platform.runtime is None:
         raise Unprocessable("no container runtime is available to restart this space")
-    artifact = Artifact(kind="image", ref=space.release_ref, commit=space.current_commit or "")
+    kind = "venv" if space.release_kind == "venv" else "image"
+    artifact = Artifact(kind=kind, ref=space.release_ref, commit=space.current_commit or "")
     config = SpaceConfig.model_validate(space.card_data)
     set_stage(session, space, starting_stage(space.instance_state is not None))
     task = asyncio.create_task(_restart_in_background(platform, space.id, artifact, config))
@@ -224,7 +225,7 @@ async def move_space(
     ]
     done = await to_thread.run_sync(_move_directories, moves)
     try:
-        if space.release_kind == "static" and space.release_ref:
+        if space.release_kind in ("static", "venv") and space.release_ref:
             release = Path(space.release_ref)
             if release.is_relative_to(old_releases):
                 space.release_ref = str(new_releases / release.relative_to(old_releases))
@@ -241,7 +242,7 @@ async def move_space(
     platform.routes.remove(old_id)
     publish_route(platform, session, space)
     if (
-        space.release_kind == "image"
+        space.release_kind in ("image", "venv")
         and space.instance_state is not None
         and platform.runtime is not None
     ):

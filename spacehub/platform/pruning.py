@@ -68,7 +68,7 @@ async def prune_releases(platform: Platform, space_row_id: int) -> None:
 def _prune(platform: Platform, job: PruneJob) -> None:
     releases = platform.settings.releases_dir / job.label
     removed = prune_static_releases(releases, job.keep)
-    if platform.runtime is not None:
+    if platform.runtime is not None and platform.runtime.name == "docker":
         from spacehub.builder.image import prune_images
 
         removed += prune_images(job.space_id, job.label, platform.platform_id, set(job.keep))

@@ -41,8 +41,10 @@ class Settings(BaseSettings):
         description="Database connections kept open (as many again in overflow); requests "
         "hold one only while they read or write, never while a body streams.",
     )
-    runtime: Literal["auto", "docker"] = Field(
-        default="auto", description="How apps run: docker, or auto (Docker when a daemon answers)."
+    runtime: Literal["auto", "docker", "local"] = Field(
+        default="auto",
+        description="How apps run: docker, local (processes in shared venvs made with uv), or "
+        "auto (Docker when a daemon answers, else local).",
     )
     admin_name: str = Field(
         default="admin", description="Name of the admin user made on first start."

@@ -139,7 +139,7 @@ async def process_build(platform: Platform, build: Build) -> None:
         if artifact is None:
             return
         job.log.write(
-            "Build finished; starting the app" if artifact.kind == "image" else "Release ready"
+            "Build finished; starting the app" if artifact.kind != "static" else "Release ready"
         )
         try:
             await roll_out(platform, job.space_id, artifact, plan.config)
@@ -205,6 +205,8 @@ async def _build_artifact(platform: Platform, job: BuildJob, plan: BuildPlan) ->
         job.log.write(message)
         _fail(platform, job.build, Stage.BUILD_ERROR, message)
         return None
+    if platform.runtime.name == "local":
+        return await _build_venv_release(platform, job, plan)
     from spacehub.builder.image import BuildFailed, ImageBuildOptions, build_image
 
     options = ImageBuildOptions(
@@ -231,6 +233,38 @@ async def _build_artifact(platform: Platform, job: BuildJob, plan: BuildPlan) ->
     except BuildFailed as error:
         job.log.write(f"Build failed: {error}")
         _fail(platform, job.build, Stage.BUILD_ERROR, f"{error}\n{job.log.tail()}".strip())
+        return None
+
+
+async def _build_venv_release(
+    platform: Platform, job: BuildJob, plan: BuildPlan
+) -> Artifact | None:
+    """The local runtime's release: the app's files and a shared venv made with uv."""
+    from spacehub.builder.venv import BuildFailed, VenvBuildOptions, build_venv_release
+
+    settings = platform.settings
+    options = VenvBuildOptions(
+        venvs_dir=settings.data_dir / "venvs",
+        cache_dir=settings.data_dir / "cache" / "uv",
+        ca_bundle=settings.build_ca_bundle,
+        pip_index_url=settings.build_pip_index_url,
+        no_cache=job.build.no_cache,
+    )
+    try:
+        return await _in_daemon_thread(
+            lambda: build_venv_release(
+                plan,
+                job.workdir,
+                settings.releases_dir / job.label,
+                job.build.commit,
+                options,
+                build_secrets={**job.build_args, **job.build_secrets},
+                log=job.log.write,
+            )
+        )
+    except BuildFailed as error:
+        job.log.write(f"Build failed: {error}")
+        _fail(platform, job.build, Stage.BUILD_ERROR, str(error))
         return None
 
 

@@ -6,6 +6,7 @@ from spacehub.runtime.base import Runtime
 
 RUNTIMES = {
     "docker": "spacehub.runtime.docker:DockerRuntime",
+    "local": "spacehub.runtime.local:LocalRuntime",
 }
 
 

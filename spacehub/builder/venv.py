@@ -1,0 +1,290 @@
+"""Venv releases for the `local` runtime: the app's files plus a virtual environment made with uv.
+
+The environment is shared: its name is the hash of the resolved requirements (uv's lock of the
+SDK, `pre-requirements.txt` and `requirements.txt`) and the interpreter, so a code-only push
+and every space with the same dependencies reuse one `DATA_DIR/venvs/<key>`. It is made in a
+temporary directory (relocatable, bytecode compiled) and renamed into place whole.
+"""
+
+import hashlib
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from spacehub.builder.dockerfile import DEFAULT_SDK_VERSIONS, SDK_COMPANIONS
+from spacehub.builder.plan import BuildPlan
+from spacehub.builder.static import replace_directory, same_files
+from spacehub.core.release import VENV_APP_DIR, VENV_MANIFEST, Artifact, VenvManifest
+
+UV_TIMEOUT_SECONDS = 1800
+PROBE_TIMEOUT_SECONDS = 60
+_COMPLETE = ".spacehub-complete"
+_IGNORED = shutil.ignore_patterns(".git")
+
+
+class BuildFailed(Exception):
+    """The release cannot be made; the message says why, for the build log and BUILD_ERROR."""
+
+
+@dataclass(frozen=True)
+class VenvBuildOptions:
+    venvs_dir: Path  # DATA_DIR/venvs
+    cache_dir: Path  # DATA_DIR/cache/uv
+    ca_bundle: Path | None = None
+    pip_index_url: str | None = None
+    no_cache: bool = False  # a factory rebuild: resolve again against the index, no cached pages
+
+
+def build_venv_release(
+    plan: BuildPlan,
+    source: Path,
+    releases_dir: Path,
+    commit: str,
+    options: VenvBuildOptions,
+    build_secrets: Mapping[str, str] | None = None,
+    log: Callable[[str], None] = print,
+) -> Artifact:
+    """Resolve and install the space's dependencies (shared venv), then publish its files."""
+    config = plan.config
+    if config.sdk not in DEFAULT_SDK_VERSIONS:
+        raise BuildFailed(
+            f"{config.sdk} spaces need the Docker runtime: this platform runs apps as local "
+            "processes (start it with Docker running, or --runtime docker)"
+        )
+    check_debian_packages(plan.debian_packages)
+    uv = UvRunner(options, dict(build_secrets or {}), log)
+    python, version, prefix = uv.find_python(config.python_version)
+    log(f"Python {version} ({python})")
+    requirements = _requirements(plan, source)
+    lock = uv.resolve(python, requirements)
+    key = venv_key(lock, python, version)
+    venv = options.venvs_dir / key
+    if (venv / _COMPLETE).is_file():
+        log(f"Reusing the virtual environment {key} (same dependencies)")
+    else:
+        uv.make_venv(python, lock, venv)
+    manifest = VenvManifest(
+        sdk=config.sdk,
+        app_file=config.effective_app_file,
+        venv=str(venv),
+        python_version=version,
+        python_prefix=prefix,
+        key=key,
+    )
+    release = publish_release(source, releases_dir, commit, manifest)
+    return Artifact(kind="venv", ref=str(release), commit=commit)
+
+
+def venv_key(lock: str, python: str, version: str) -> str:
+    digest = hashlib.sha256(f"{python}\n{version}\n{lock}".encode()).hexdigest()
+    return f"py{version}-{digest[:24]}"
+
+
+def check_debian_packages(packages: tuple[str, ...]) -> None:
+    """packages.txt on this runtime: what the host has installed is fine, the rest is an error."""
+    if not packages:
+        return
+    names = sorted({package.split("=", 1)[0] for package in packages})
+    installed: set[str] = set()
+    if shutil.which("dpkg-query"):
+        result = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Package} ${db:Status-Status}\\n", *names],
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT_SECONDS,
+            check=False,
+        )
+        for line in result.stdout.splitlines():
+            name, _, status = line.partition(" ")
+            if status.strip() == "installed":
+                installed.add(name.split(":", 1)[0])
+    missing = [name for name in names if name not in installed]
+    if missing:
+        raise BuildFailed(
+            "packages.txt names Debian packages that are not installed on this host: "
+            f"{', '.join(missing)}. Apps run as local processes here: install them on the host "
+            "(apt-get install), or run the platform with Docker"
+        )
+
+
+def publish_release(source: Path, releases_dir: Path, commit: str, manifest: VenvManifest) -> Path:
+    """`releases_dir/<commit>`: the checkout in `app/` and `release.json`, appearing whole."""
+    final = releases_dir / commit
+    text = manifest.to_json()
+    manifest_path = final / VENV_MANIFEST
+    if (
+        manifest_path.is_file()
+        and manifest_path.read_text() == text
+        and same_files(source, final / VENV_APP_DIR)
+    ):
+        return final
+    releases_dir.mkdir(parents=True, exist_ok=True)
+    partial = releases_dir / f".{commit}.partial-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(source, partial / VENV_APP_DIR, symlinks=True, ignore=_IGNORED)
+    (partial / VENV_MANIFEST).write_text(text)
+    replace_directory(partial, final)
+    return final
+
+
+def _requirements(plan: BuildPlan, source: Path) -> str:
+    """What the Docker template installs, as one input: pre-requirements, SDK, requirements."""
+    config = plan.config
+    version = config.sdk_version or DEFAULT_SDK_VERSIONS[config.sdk]
+    parts = []
+    if plan.has_pre_requirements:
+        parts.append((source / "pre-requirements.txt").read_text(encoding="utf-8"))
+    parts.append("\n".join((f"{config.sdk}=={version}", *SDK_COMPANIONS[config.sdk])))
+    if plan.has_requirements:
+        parts.append((source / "requirements.txt").read_text(encoding="utf-8"))
+    return "\n".join(parts) + "\n"
+
+
+class UvRunner:
+    """uv as the builder runs it: its own cache, no interpreter downloads, the build's CA/index."""
+
+    def __init__(
+        self, options: VenvBuildOptions, secrets: dict[str, str], log: Callable[[str], None]
+    ) -> None:
+        import uv
+
+        self.binary = uv.find_uv_bin()
+        self.options = options
+        self.log = log
+        env = {
+            key: os.environ[key]
+            for key in ("PATH", "HOME", "LANG", "LC_ALL", "SSL_CERT_FILE", "SSL_CERT_DIR")
+            if key in os.environ
+        }
+        env.update(
+            UV_CACHE_DIR=str(options.cache_dir),
+            UV_PYTHON_DOWNLOADS="never",
+            UV_NO_PROGRESS="1",
+            UV_NO_CONFIG="1",
+        )
+        if options.ca_bundle is not None:
+            env["SSL_CERT_FILE"] = str(options.ca_bundle)
+        if options.pip_index_url:
+            env["UV_DEFAULT_INDEX"] = options.pip_index_url
+        self.env = env
+        # Requirements may name `${SECRET}`s, which uv expands, as in the Docker build.
+        self.resolve_env = {**secrets, **env}
+
+    def find_python(self, version: str) -> tuple[str, str, str]:
+        """The path, full version and prefix of a host interpreter matching `version`."""
+        result = self._run_quiet(["python", "find", "--system", "--no-project", version])
+        path = result.stdout.strip()
+        if result.returncode != 0 or not path:
+            raise BuildFailed(
+                f"python_version {version}: no such Python interpreter on this host (apps run as "
+                "local processes here, and interpreters are not downloaded): install "
+                f"python{version}, or pick an installed version in README.md"
+            )
+        probe = subprocess.run(
+            [path, "-c", "import sys; print(sys.version.split()[0]); print(sys.base_prefix)"],
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT_SECONDS,
+            check=False,
+        )
+        full_version, _, prefix = probe.stdout.strip().partition("\n")
+        if probe.returncode != 0 or not prefix:
+            raise BuildFailed(f"the Python interpreter {path} does not run: {probe.stderr.strip()}")
+        return path, full_version, prefix
+
+    def resolve(self, python: str, requirements: str) -> str:
+        """uv's lock of `requirements` for `python`: every package pinned, hashes aside."""
+        work = self.options.cache_dir.parent / "resolve" / f"{os.getpid()}-{threading.get_ident()}"
+        work.mkdir(parents=True, exist_ok=True)
+        try:
+            (work / "requirements.in").write_text(requirements)
+            command = [
+                "pip", "compile", "--python", python, "--no-header", "--no-annotate",
+                "--quiet", "requirements.in", "-o", "requirements.lock",
+            ]  # fmt: skip
+            if self.options.no_cache:
+                command.append("--refresh")
+            self.log("Resolving dependencies with uv")
+            self._stream(command, cwd=work, env=self.resolve_env, what="resolving dependencies")
+            return (work / "requirements.lock").read_text()
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def make_venv(self, python: str, lock: str, venv: Path) -> None:
+        """A relocatable venv holding exactly `lock`, bytecode compiled, renamed into place."""
+        venv.parent.mkdir(parents=True, exist_ok=True)
+        partial = venv.with_name(f".{venv.name}.partial-{os.getpid()}-{threading.get_ident()}")
+        shutil.rmtree(partial, ignore_errors=True)
+        try:
+            self.log(f"Creating the virtual environment {venv.name}")
+            self._stream(
+                ["venv", "--quiet", "--relocatable", "--python", python, str(partial)],
+                what="creating the virtual environment",
+            )
+            (partial / "requirements.lock").write_text(lock)
+            python_in_venv = str(partial / "bin" / "python")
+            lock_file = str(partial / "requirements.lock")
+            self._stream(
+                ["pip", "sync", "--python", python_in_venv, "--compile-bytecode", lock_file],
+                env=self.resolve_env,
+                what="installing dependencies",
+            )
+            (partial / _COMPLETE).write_text("")
+            try:
+                partial.rename(venv)
+            except OSError:
+                if not (venv / _COMPLETE).is_file():  # not another build that made it meanwhile
+                    raise
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+
+    def _run_quiet(self, command: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [self.binary, *command],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT_SECONDS,
+            check=False,
+        )
+
+    def _stream(
+        self,
+        command: list[str],
+        what: str,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """Run uv with its output going line by line to the build log; fail with its last lines."""
+        process = subprocess.Popen(
+            [self.binary, *command],
+            cwd=cwd,
+            env=env or self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        )
+        timer = threading.Timer(UV_TIMEOUT_SECONDS, process.kill)
+        timer.start()
+        lines: list[str] = []
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                line = line.rstrip("\n")
+                lines = [*lines[-19:], line]
+                self.log(line)
+            code = process.wait()
+        finally:
+            timer.cancel()
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        if code != 0:
+            tail = "\n".join(lines)
+            raise BuildFailed(f"uv failed {what} (exit code {code}):\n{tail}".strip())
