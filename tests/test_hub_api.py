@@ -13,7 +13,7 @@ import pytest
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from huggingface_hub import HfApi
-from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+from huggingface_hub.errors import BadRequestError, HfHubHTTPError, RepositoryNotFoundError
 
 from spacehub.platform.db import make_engine, session_scope
 from spacehub.platform.models import TokenRole
@@ -201,6 +201,19 @@ def test_push_of_a_static_site_runs_with_build_logs(
     api.delete_repo(space_id, repo_type="space")
     assert not api.repo_exists(space_id, repo_type="space")
     assert httpx.get(f"{hub.url}/apps/admin/{name}/", timeout=10).status_code == 404
+
+
+def test_an_unknown_expand_property_is_a_400_naming_the_known_ones(api: HfApi) -> None:
+    space_id = f"admin/{new_name()}"
+    api.create_repo(space_id, repo_type="space", space_sdk="static")
+    assert api.space_info(space_id, expand=["sdk", "runtime", "cardData"]).id == space_id
+    with pytest.raises(BadRequestError) as unknown:
+        api.space_info(space_id, expand=["sdk", "downloads"])
+    message = unknown.value.response.json()["error"]
+    assert message.startswith("invalid expand value 'downloads': expected one of \"author\"|")
+    assert '"runtime"' in message and '"usedStorage"' in message
+    with pytest.raises(BadRequestError):
+        list(api.list_spaces(expand=["downloads"]))
 
 
 def test_restart_of_a_paused_space_that_never_built_unpauses_it(api: HfApi, hub: Platform) -> None:

@@ -39,7 +39,8 @@ TOKEN = "hf_HubCITokenXXXXXXXXXXXXXXXXXXXXX"  # testing_constants.TOKEN
 ORG, ORG_FULLNAME, FULL_NAME = "valid_org_hub", "Dummy Hub Org", "Dummy User"
 # TestSpaceAPIProduction hard-codes HfApi(token="hf_fake_token") and the space user/tmp_test_space.
 PRODUCTION_USER, PRODUCTION_TOKEN = "user", "hf_fake_token"
-STATIC_SPACE = "victor/static-space"  # read by test_static_space_runtime
+# Spaces their tests read: test_static_space_runtime, test_expand_space_property_type_is_up_to_date.
+SEEDED_SPACES = ("victor/static-space", "black-forest-labs/FLUX.1-dev")
 
 SELECTED = (
     "tests/test_hf_api.py::TestSpaceAPIProduction::test_manage_secrets",
@@ -49,6 +50,7 @@ SELECTED = (
     "tests/test_hf_api.py::TestSpaceAPIProduction::test_pause_and_restart_space",
     "tests/test_hf_api.py::TestHfApiEndpoints::test_whoami_with_passing_token",
     "tests/test_hf_api.py::TestCommitApi::test_get_full_repo_name",
+    "tests/test_hf_api.py::TestExpandPropertyType::test_expand_space_property_type_is_up_to_date",
     "tests/test_repocard.py::TestMetadataUpdateOnMissingCard"
     "::test_metadata_update_missing_readme_on_space",
 )
@@ -101,6 +103,11 @@ def _production_marker(request, monkeypatch):
 @pytest.fixture(scope="session")
 def api():
     return HfApi(endpoint=ENDPOINT_STAGING, token=TOKEN)
+
+
+@pytest.fixture(scope="session")
+def api_prod():
+    return HfApi(endpoint=ENDPOINT_PRODUCTION)
 
 
 class RepoFactory(Protocol):
@@ -210,8 +217,9 @@ def test_huggingface_hub_space_tests_pass_against_spacehub(
         fullnames={USER: FULL_NAME, ORG: ORG_FULLNAME},
     )
     add_user(platform, PRODUCTION_USER, token=PRODUCTION_TOKEN)
-    owner, _, _ = STATIC_SPACE.partition("/")
-    platform.create_space(STATIC_SPACE, token=add_user(platform, owner))
+    for space_id in SEEDED_SPACES:
+        owner, _, _ = space_id.partition("/")
+        platform.create_space(space_id, token=add_user(platform, owner))
     point_at(root, platform)
     explain_failure(request.node, "spacehub serve log", platform.log)
 

@@ -32,6 +32,14 @@ from spacehub.platform.services.accounts import Caller
 
 router = APIRouter(prefix="/api")
 
+# What a space's `expand=` may name: the Hub's list (huggingface_hub's ExpandSpaceProperty_T).
+SPACE_EXPAND_PROPERTIES = (
+    *("author", "cardData", "createdAt", "datasets", "disabled", "lastModified", "likes"),
+    *("models", "private", "region", "resourceGroup", "runtime", "sdk", "sha", "siblings"),
+    *("subdomain", "tags", "trendingScore", "usedStorage"),
+)
+Expand = Annotated[list[str] | None, Query()]
+
 
 class KeyValue(BaseModel):
     key: Key
@@ -159,7 +167,9 @@ def list_spaces(
     full: bool = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     p: Annotated[int, Query(ge=0, le=MAX_PAGE)] = 0,
+    expand: Expand = None,
 ):
+    check_expand(expand)
     rows = spaces.list_visible_spaces(
         session, caller, author=author, search=search, offset=p * limit, limit=limit + 1
     )
@@ -172,6 +182,15 @@ def list_spaces(
         base = platform.settings.effective_public_url
         headers["Link"] = f'<{base}{next_url.path}?{next_url.query}>; rel="next"'
     return JSONResponse(items, headers=headers)
+
+
+def check_expand(expand: list[str] | None) -> None:
+    """Every property is always answered; an unknown one is a 400 naming the known ones, as on
+    the Hub (huggingface_hub's tests read the list from that message)."""
+    unknown = [value for value in expand or () if value not in SPACE_EXPAND_PROPERTIES]
+    if unknown:
+        known = "|".join(f'"{name}"' for name in SPACE_EXPAND_PROPERTIES)
+        raise InvalidInput(f"invalid expand value {unknown[0][:100]!r}: expected one of {known}")
 
 
 @router.get("/spaces/hardware")
@@ -189,8 +208,10 @@ async def space_info(
     platform: PlatformDep,
     revision: str | None = None,
     blobs: bool = False,
+    expand: Expand = None,
 ):
     """The space at `revision` (by default main as last pushed): its sha and its files."""
+    check_expand(expand)
     space = spaces.visible_space(session, caller, owner, name)
     answer = space_json(platform.settings, space, spaces.owner_of(session, space))
     repo = repo_path(platform.settings.repos_dir, owner, name)
