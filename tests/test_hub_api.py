@@ -3,6 +3,7 @@
 import itertools
 import json
 import os
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -201,6 +202,19 @@ def test_push_of_a_static_site_runs_with_build_logs(
     api.delete_repo(space_id, repo_type="space")
     assert not api.repo_exists(space_id, repo_type="space")
     assert httpx.get(f"{hub.url}/apps/admin/{name}/", timeout=10).status_code == 404
+
+
+def test_errors_carry_the_request_id_the_client_sent_and_quotes(api: HfApi, hub: Platform) -> None:
+    with pytest.raises(RepositoryNotFoundError) as missing:
+        api.delete_repo(f"admin/{new_name()}", repo_type="space")
+    request_id = missing.value.response.headers["X-Request-Id"]
+    assert request_id == missing.value.response.request.headers["X-Amzn-Trace-Id"]
+    assert str(missing.value).startswith(f"404 Client Error. (Request ID: {request_id})")
+    with hub.api() as client:
+        own_id = client.get("/api/whoami-v2").headers["X-Request-Id"]
+        hostile = client.get("/api/whoami-v2", headers={"X-Request-Id": "a\tb<script>"})
+    assert re.fullmatch(r"[0-9a-f]{16}", own_id)
+    assert re.fullmatch(r"[0-9a-f]{16}", hostile.headers["X-Request-Id"])
 
 
 def test_an_unknown_expand_property_is_a_400_naming_the_known_ones(api: HfApi) -> None:

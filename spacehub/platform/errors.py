@@ -16,6 +16,8 @@ log = logging.getLogger(__name__)
 # A message quotes the user's input (a revision, a path): in a header, all but printable ASCII
 # would make the server refuse the whole answer.
 _HEADER_UNSAFE = re.compile(r"[^\x20-\x7e]")
+# A request id the client chose (huggingface_hub sends X-Amzn-Trace-Id) is echoed if it is tame.
+_CLIENT_REQUEST_ID = re.compile(r"[\w.:;=+/-]{1,128}")
 
 STATUS: list[tuple[type[errors.SpacehubError], int]] = [
     (errors.InvalidInput, 400),
@@ -65,11 +67,23 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
     return error_response(error.status_code, str(error.detail))
 
 
+def request_id(scope: Scope) -> str:
+    """The client's own id for the request (X-Request-Id, X-Amzn-Trace-Id), else a new one."""
+    headers = dict(scope.get("headers") or ())
+    for name in (b"x-request-id", b"x-amzn-trace-id"):
+        value = headers.get(name, b"").decode("latin-1")
+        if _CLIENT_REQUEST_ID.fullmatch(value):
+            return value
+    return secrets.token_hex(8)
+
+
 class UnexpectedErrors:
     """Any other exception: logged once with a request id, answered `500 {"error": …}`.
 
-    Starlette's own handler for `Exception` answers and then re-raises, so uvicorn logs the
-    traceback a second time, without the id; this middleware sits inside it and does not.
+    Every answer carries its `X-Request-Id`, as on the Hub: huggingface_hub quotes it in the
+    message of every error it raises. Starlette's own handler for `Exception` answers and then
+    re-raises, so uvicorn logs the traceback a second time, without the id; this middleware sits
+    inside it and does not.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -80,27 +94,31 @@ class UnexpectedErrors:
             await self.app(scope, receive, send)
             return
         started = False
+        this_request = request_id(scope)
 
         async def watched_send(message: Message) -> None:
             nonlocal started
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                if not any(name.lower() == b"x-request-id" for name, _ in headers):
+                    headers.append((b"x-request-id", this_request.encode()))
+                message = {**message, "headers": headers}
             await send(message)  # a head the server refuses (a bad header) is not started
             started = started or message["type"] == "http.response.start"
 
         try:
             await self.app(scope, receive, watched_send)
         except Exception:
-            request_id = secrets.token_hex(8)
             log.exception(
                 "internal error (request id %s) on %s %s",
-                request_id,
+                this_request,
                 scope.get("method"),
                 scope.get("path"),
             )
             if started:  # the answer is on its way: the server closes the connection
                 return
-            answer = error_response(500, f"internal error (request id {request_id})")
-            answer.headers["X-Request-Id"] = request_id
-            await answer(scope, receive, send)
+            answer = error_response(500, f"internal error (request id {this_request})")
+            await answer(scope, receive, watched_send)
 
 
 class RefuseNulBytes:
