@@ -118,6 +118,9 @@ class AppUpstream:
 
 async def control_plane(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """An ASGI stand-in for the control plane: answers with the path and headers it got."""
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008})  # refused: uvicorn answers 403
+        return
     assert scope["type"] == "http"
     more = True
     while more:

@@ -335,6 +335,181 @@ def test_websocket_passes_its_subprotocol_and_frames(harness, app_hosts_resolve,
     wait_for(lambda: open_connections(harness, "alice/echo") == 0, "the WebSocket to be closed")
 
 
+# Static releases, answered by the proxy itself (the control plane stand-in only answers JSON)
+
+BIG_MIB = 150
+
+
+@pytest.fixture(scope="module")
+def static_release(harness: ProxyHarness, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A release directory with Unicode names, a 150 MiB file and symlinks out of it."""
+    base = tmp_path_factory.mktemp("static")
+    outside = base / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("root:x:0:0:outside the release\n")
+    root = base / "release"
+    (root / "dossier ünïcode").mkdir(parents=True)
+    (root / "index.html").write_text("<!doctype html><h1>Static site ✓</h1>\n")
+    (root / "dossier ünïcode" / "page with spaces.html").write_text("<p>été</p>\n")
+    (root / "style.css").write_text("body { color: #333 }\n")
+    (root / "empty.txt").write_bytes(b"")
+    block = os.urandom(1024 * 1024)
+    with (root / "model weights.bin").open("wb") as out:
+        for index in range(BIG_MIB):
+            out.write(index.to_bytes(4, "big") + block[4:])  # no two MiB alike
+    (root / "leak").symlink_to(outside / "secret.txt")
+    (root / "up").symlink_to("..")
+    (root / "trap").mkdir()
+    (root / "trap" / "index.html").symlink_to(outside / "secret.txt")
+    static_root = os.path.realpath(root)
+    harness.routes.set(Route("alice", "site", "alice-site", static_root=static_root))
+    harness.routes.set(
+        Route("alice", "hidden", "alice-hidden", private=True, static_root=static_root)
+    )
+    return root
+
+
+def static_url(harness: ProxyHarness, form: str, path: str, label: str = "alice-site") -> tuple:
+    """The URL and headers of `path` (already percent-encoded) in either app URL form."""
+    if form == "path":
+        return f"{harness.url}/apps/{label.replace('-', '/', 1)}{path}", {}
+    return f"{harness.url}{path}", {"Host": host(harness, label)}
+
+
+def raw_get(harness: ProxyHarness, target: str, headers: dict[str, str]) -> httpx.Response:
+    """GET with the target sent as written (httpx would clean up dot segments)."""
+    with httpx.Client(timeout=10) as client:
+        request = client.build_request("GET", httpx.URL(harness.url), headers=headers)
+        request.url = request.url.copy_with(raw_path=target.encode())
+        return client.send(request)
+
+
+@pytest.mark.parametrize("form", ["path", "subdomain"])
+def test_static_files_are_answered_by_the_proxy_with_file_headers(
+    harness, client, static_release, form
+):
+    url, headers = static_url(harness, form, "/")
+    answer = client.get(url, headers=headers)
+    assert answer.status_code == 200
+    assert answer.content == (static_release / "index.html").read_bytes()
+    assert answer.headers["content-type"] == "text/html; charset=utf-8"
+    assert answer.headers["content-length"] == str(len(answer.content))
+    assert answer.headers["etag"].startswith('"')
+    assert answer.headers["last-modified"].endswith(" GMT")
+    unicode_path = "/dossier%20%C3%BCn%C3%AFcode/page%20with%20spaces.html"
+    url, headers = static_url(harness, form, unicode_path)
+    page = client.get(url, headers=headers)
+    assert (page.status_code, page.text) == (200, "<p>été</p>\n")
+    css = client.get(static_url(harness, form, "/style.css?v=2")[0], headers=headers)
+    assert (css.status_code, css.headers["content-type"]) == (200, "text/css; charset=utf-8")
+    empty = client.get(static_url(harness, form, "/empty.txt")[0], headers=headers)
+    assert (empty.status_code, empty.content, empty.headers["content-length"]) == (200, b"", "0")
+    activity = harness.routes.activity["alice/site"]
+    wait_for(lambda: activity.open_connections == 0, "the answers to end")
+    before = activity.last_request
+    client.get(url, headers=headers)
+    wait_for(lambda: activity.last_request > before, "the request to count as activity")
+    assert activity.open_connections == 0
+
+
+@pytest.mark.parametrize("form", ["path", "subdomain"])
+def test_static_file_revalidation_gives_304_and_head_gives_no_body(
+    harness, client, static_release, form
+):
+    url, headers = static_url(harness, form, "/index.html")
+    etag = client.get(url, headers=headers).headers["etag"]
+    again = client.get(url, headers={**headers, "If-None-Match": etag})
+    assert (again.status_code, again.content, again.headers["etag"]) == (304, b"", etag)
+    changed = client.get(url, headers={**headers, "If-None-Match": '"something-else"'})
+    assert changed.status_code == 200
+    with socket.create_connection(("127.0.0.1", harness.proxy_port), timeout=5) as sock:
+        target = url.removeprefix(harness.url)
+        host_line = headers.get("Host", "127.0.0.1")
+        request = f"HEAD {target} HTTP/1.1\r\nHost: {host_line}\r\n\r\n"
+        sock.sendall(request.encode() * 2)  # two HEADs on one connection: no body in between
+        received = b""
+        while received.count(b"\r\n\r\n") < 2:
+            received += sock.recv(65536)
+    first, second, rest = received.split(b"\r\n\r\n", 2)
+    assert first.startswith(b"HTTP/1.1 200") and second.startswith(b"HTTP/1.1 200"), received
+    size = (static_release / "index.html").stat().st_size
+    assert f"content-length: {size}".encode() in first.lower()
+    assert rest == b""
+
+
+@pytest.mark.parametrize("form", ["path", "subdomain"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/../outside/secret.txt",
+        "/%2e%2e/outside/secret.txt",
+        "/dossier%20%C3%BCn%C3%AFcode/../../outside/secret.txt",
+        "/leak",
+        "/up/outside/secret.txt",
+        "/trap/",
+        "/%00",
+        "/index.html%00.txt",
+        "/%ff%fe",
+        "/no-such-file.html",
+    ],
+)
+def test_static_paths_out_of_the_release_or_missing_go_to_the_control_plane(
+    harness, static_release, form, path
+):
+    url, headers = static_url(harness, form, path)
+    answer = raw_get(harness, url.removeprefix(harness.url), headers)
+    assert "root:" not in answer.text
+    assert answer.json()["who"] == "control-plane"
+
+
+def test_static_space_sends_other_methods_ranges_and_websockets_to_the_control_plane(
+    harness, client, static_release
+):
+    url = "/apps/alice/site/index.html"
+    assert client.post(url, content=b"x").json()["who"] == "control-plane"
+    ranged = client.get(url, headers={"Range": "bytes=0-3"})
+    assert ranged.json()["who"] == "control-plane"
+    upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13"}
+    upgrade["Sec-WebSocket-Key"] = "dGhlIHNhbXBsZSBub25jZQ=="
+    refused = client.get(url, headers=upgrade)  # the stand-in refuses every WebSocket
+    assert (refused.status_code, b"Static site" in refused.content) == (403, False)
+
+
+@pytest.mark.parametrize("form", ["path", "subdomain"])
+def test_big_static_file_streams_byte_for_byte_to_a_slow_reader(
+    harness, client, static_release, form
+):
+    expected = hashlib.sha256((static_release / "model weights.bin").read_bytes()).hexdigest()
+    url, headers = static_url(harness, form, "/model%20weights.bin")
+    digest = hashlib.sha256()
+    received = 0
+    with client.stream("GET", url, headers=headers) as response:
+        assert response.headers["content-length"] == str(BIG_MIB * 1024 * 1024)
+        for piece in response.iter_raw():
+            if received == 0:
+                time.sleep(0.3)  # the proxy must stop reading the file while the client lags
+            digest.update(piece)
+            received += len(piece)
+    assert received == BIG_MIB * 1024 * 1024
+    assert digest.hexdigest() == expected
+    assert client.get(url.replace("model%20weights.bin", ""), headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize("form", ["path", "subdomain"])
+@pytest.mark.parametrize("token_header", ["Authorization", "X-HF-Authorization"])
+def test_private_static_space_serves_files_only_with_a_good_token(
+    harness, client, static_release, form, token_header
+):
+    url, headers = static_url(harness, form, "/index.html", label="alice-hidden")
+    for token in (None, "bad-token"):
+        extra = {token_header: f"Bearer {token}"} if token else {}
+        answer = client.get(url, headers={**headers, **extra})
+        assert answer.json()["who"] == "control-plane"
+    shown = client.get(url, headers={**headers, token_header: f"Bearer {GOOD_TOKEN}"})
+    assert shown.status_code == 200
+    assert shown.content == (static_release / "index.html").read_bytes()
+
+
 # Robustness
 
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import os
 import time
 
 from sqlmodel import Session
@@ -35,8 +36,11 @@ def publish_route(platform: Platform, session: Session, space: Space) -> None:
     """Tell the proxy where the space answers now (None: the control plane answers for it)."""
     owner = owner_of(session, space)
     upstream = None
+    static_root = None
     if space.instance_state is not None and is_serving(space):
         upstream = Upstream(space.instance_state["host"], space.instance_state["port"])
+    elif space.release_kind == "static" and space.release_ref and is_serving(space):
+        static_root = os.path.realpath(space.release_ref)  # the proxy serves its files
     platform.routes.set(
         Route(
             owner=owner.name,
@@ -45,6 +49,7 @@ def publish_route(platform: Platform, session: Session, space: Space) -> None:
             upstream=upstream,
             private=space.private,
             readers=accounts.readers(session, space) if space.private else frozenset(),
+            static_root=static_root,
         )
     )
 

@@ -15,7 +15,11 @@ class Upstream:
 
 @dataclass(frozen=True)
 class Route:
-    """One space as the proxy sees it. `upstream` None: the control plane answers for it."""
+    """One space as the proxy sees it. `upstream` None: the control plane answers for it.
+
+    `static_root`: a live static release's directory (resolved); the proxy answers GET and HEAD
+    of its files itself, and sends everything else to the control plane.
+    """
 
     owner: str
     name: str
@@ -24,6 +28,7 @@ class Route:
     private: bool = False
     readers: frozenset[str] = frozenset()
     custom_headers: tuple[tuple[str, str], ...] = ()
+    static_root: str | None = None
 
     @property
     def space_id(self) -> str:

@@ -22,6 +22,13 @@ from spacehub.platform.proxy.http_head import (
     status_line,
 )
 from spacehub.platform.proxy.routing import Destination, Redirect
+from spacehub.platform.proxy.static_files import (
+    INLINE_MAX,
+    FileSender,
+    file_head,
+    find_file,
+    read_small,
+)
 from spacehub.platform.proxy.tunnel import Tunnel, TunnelClient
 from spacehub.platform.proxy.upstream_pool import UpstreamConnection
 from spacehub.platform.route_table import Activity, Route, Upstream
@@ -32,6 +39,7 @@ CREDENTIALS = frozenset({b"authorization", b"x-hf-authorization"})
 _DROP_FROM_REQUESTS = HOP_BY_HOP | CLIENT_FORWARDING
 _DROP_FROM_PRIVATE_APP_REQUESTS = _DROP_FROM_REQUESTS | CREDENTIALS
 _NO_BODY_STATUSES = frozenset({204, 304})
+_STATIC_METHODS = frozenset({b"GET", b"HEAD"})
 # The response header lines that decide whether a head can be forwarded as it came: hop-by-hop
 # ones, Location, and Content-Length (without it, the body is framed otherwise). llhttp only
 # accepts heads whose lines end in CRLF and whose names end at the colon: the match is exact.
@@ -83,6 +91,11 @@ def prefixed_location(location: bytes, prefix: bytes) -> bytes:
     return prefix + location
 
 
+def custom_header_lines(route: Route) -> Headers:
+    """The headers the space's README asks for on every response (`custom_headers`)."""
+    return [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in route.custom_headers]
+
+
 class Exchange:
     """Forwards one request; the client connection feeds it the body and reads its outcome."""
 
@@ -108,6 +121,7 @@ class Exchange:
         "_response_started",
         "_retried",
         "_route",
+        "_sender",
         "_status",
         "_task",
         "_upgraded",
@@ -144,6 +158,7 @@ class Exchange:
         self._close_delimited = False
         self._client_close = not request.keep_alive
         self._upgraded = False
+        self._sender: FileSender | None = None
         self.done = False
 
     # The request, from the client connection
@@ -154,12 +169,12 @@ class Exchange:
             self._reply(308, [(b"location", decision.location)])
             return
         route = decision.route
-        if route is None or route.upstream is None:
+        if route is None or (route.upstream is None and not self._static(route)):
             self._forward_to_control_plane(decision)
         elif route.private:
             self._task = asyncio.ensure_future(self._authorize(route, decision))
         else:
-            self._forward_to_app(route, decision)
+            self._answer_from(route, decision)
 
     def feed_body(self, data: bytes) -> None:
         if self.request.chunked:
@@ -180,6 +195,8 @@ class Exchange:
         self._end()
         if self._task is not None:
             self._task.cancel()
+        if self._sender is not None:
+            self._sender.stop()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -188,10 +205,14 @@ class Exchange:
     def client_paused(self) -> None:
         if self._conn is not None:
             self._conn.pause_reading()
+        elif self._sender is not None:
+            self._sender.pause()
 
     def client_resumed(self) -> None:
         if self._conn is not None:
             self._conn.resume_reading()
+        elif self._sender is not None:
+            self._sender.resume()
 
     # Choosing and reaching the upstream
 
@@ -204,9 +225,68 @@ class Exchange:
         if self.done:
             return
         if allowed:
-            self._forward_to_app(route, decision)
+            self._answer_from(route, decision)
         else:
             self._forward_to_control_plane(decision)
+
+    def _answer_from(self, route: Route, decision: Destination) -> None:
+        if route.upstream is not None:
+            self._forward_to_app(route, decision)
+        elif not self._answer_static(route, decision):
+            self._forward_to_control_plane(decision)
+
+    # A static release: files answered here
+
+    def _static(self, route: Route) -> bool:
+        """Whether the proxy may answer this request from the route's release directory."""
+        request = self.request
+        return (
+            route.static_root is not None
+            and request.method in _STATIC_METHODS
+            and not request.websocket
+            and header_value(request.headers, b"range") is None  # ranges: the control plane's
+        )
+
+    def _answer_static(self, route: Route, decision: Destination) -> bool:
+        """Answer with a file of the release; False when the control plane must answer instead."""
+        assert route.static_root is not None
+        file = find_file(route.static_root, decision.app_target)
+        if file is None:
+            return False
+        request = self.request
+        body = b""
+        head_only = request.method == b"HEAD"
+        if not head_only and file.stat.st_size <= INLINE_MAX:
+            small = read_small(file)
+            if small is None:
+                return False  # replaced while we looked: the control plane looks again
+            body = small
+        self._route = route
+        self._activity = open_activity(self._ctx.routes, route.space_id)
+        self._client_close = self._client_close or not self._body_done or request.http10
+        if_none_match = header_value(request.headers, b"if-none-match")
+        custom = custom_header_lines(route)
+        status, head = file_head(file, if_none_match, custom, self._client_close)
+        self._response_started = True
+        if status == 304 or head_only or body or file.stat.st_size == 0:
+            self._client.send(head + body if status == 200 else head)
+            self._static_sent(True)
+        else:
+            self._client.send(head)
+            self._sender = FileSender(self._client, file, self._static_sent)
+            self._sender.start()
+        return True
+
+    def _static_sent(self, complete: bool) -> None:
+        self._sender = None
+        if self.done:
+            return
+        self._end()
+        self._release_activity()
+        if not complete:
+            self._client.abort()  # fewer bytes than Content-Length said: the client must know
+            return
+        self._client.exchange_finished(keep_alive=not self._client_close)
 
     def _forward_to_app(self, route: Route, decision: Destination) -> None:
         assert route.upstream is not None
@@ -436,10 +516,9 @@ class Exchange:
                 (name, prefixed_location(value, self._prefix) if name == b"location" else value)
                 for name, value in headers
             ]
-        for name, value in route.custom_headers:
-            key = name.lower().encode("latin-1")
+        for key, value in custom_header_lines(route):
             headers = [h for h in headers if h[0] != key]
-            headers.append((key, value.encode("latin-1")))
+            headers.append((key, value))
         return headers
 
     # Endings
