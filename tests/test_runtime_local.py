@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import textwrap
 import time
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from tests.conftest import (
     assert_streamlit_session_renders,
     commit_all,
     explain_failure,
+    free_port,
     make_checkout,
     push,
     start_platform,
@@ -116,7 +118,7 @@ def path_url(platform: Platform, space_id: str) -> str:
 
 
 def venvs(platform: Platform) -> set[str]:
-    return {entry.name for entry in (platform.data_dir / "venvs").iterdir() if entry.is_dir()}
+    return {entry.name for entry in (platform.data_dir / "venvs").glob("py*") if entry.is_dir()}
 
 
 def records_of(platform: Platform, space_id: str) -> list[dict]:
@@ -200,8 +202,14 @@ def test_second_space_with_the_same_deps_shares_the_venv_and_sees_its_secrets(
     runtime = settle(platform, space_id)
     elapsed = time.monotonic() - started
     assert runtime["stage"] == "RUNNING", runtime
-    print(f"\nnew gradio space with known deps: push -> RUNNING {elapsed:.1f} s")
     assert venvs(platform) == before
+    (venv,) = before
+    venv_path = platform.data_dir / "venvs" / venv
+    by_hand = seconds_to_answer_by_hand(venv_path, EXAMPLES / "gradio-greet")
+    print(
+        f"\nnew gradio space with known deps: push -> RUNNING {elapsed:.1f} s; "
+        f"`python app.py` by hand {by_hand:.1f} s; ratio {elapsed / by_hand:.2f}"
+    )
     facts = json.loads(predict(path_url(platform, space_id), "", "/facts"))
     assert facts["secret_sha256"] == hashlib.sha256(SECRET_VALUE.encode()).hexdigest()
     assert facts["note"] == "the app can write to its folder"
@@ -215,6 +223,28 @@ def test_second_space_with_the_same_deps_shares_the_venv_and_sees_its_secrets(
     api.pause_space(space_id)
     wait_for(lambda: not child_processes(marker), 15, "the app's child process to end")
     assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+
+
+def seconds_to_answer_by_hand(venv: Path, app: Path) -> float:
+    """`python app.py` in the same venv, as a user would start it: seconds to its first answer."""
+    port = free_port()
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"}
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [str(venv / "bin" / "python"), "app.py"],
+        cwd=app,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(
+            lambda: httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code, 60, "the app"
+        )
+        return time.monotonic() - started
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 def child_processes(marker: str) -> list[int]:
@@ -286,6 +316,24 @@ def test_platform_restart_adopts_the_running_app(platform: Platform, local: dict
     assert settle(again, greet)["stage"] == "RUNNING"
     assert record_of(again, greet)["pid"] == before["pid"]
     assert predict(path_url(again, greet), "Cy", "/greet") == "Hi there, Cy!!"
+
+
+def test_restart_starts_the_venv_release_again(local: dict) -> None:
+    platform = local["platform"]
+    greet = "admin/greet"
+    before = record_of(platform, greet)
+    HfApi(endpoint=platform.url, token=ADMIN_TOKEN).restart_space(greet)
+    wait_for(
+        lambda: (
+            platform.runtime(greet)["stage"] == "RUNNING"
+            and [record["pid"] for record in records_of(platform, greet)]
+            not in ([], [before["pid"]])
+        ),
+        60,
+        "the restarted instance",
+    )
+    assert predict(path_url(platform, greet), "Di", "/greet") == "Hi there, Di!!"
+    assert not Path(f"/proc/{before['pid']}").exists()
 
 
 def test_unknown_python_version_is_a_build_error_naming_it(local: dict) -> None:

@@ -4,6 +4,10 @@ The environment is shared: its name is the hash of the resolved requirements (uv
 SDK, `pre-requirements.txt` and `requirements.txt`) and the interpreter, so a code-only push
 and every space with the same dependencies reuse one `DATA_DIR/venvs/<key>`. It is made in a
 temporary directory (relocatable, bytecode compiled) and renamed into place whole.
+
+As Docker's layer cache does for an unchanged requirements file, requirements identical to
+those a venv was made from reuse it without resolving again (`venvs/inputs/<hash>` names it);
+a factory rebuild resolves again.
 """
 
 import hashlib
@@ -24,6 +28,7 @@ UV_TIMEOUT_SECONDS = 1800
 PROBE_TIMEOUT_SECONDS = 60
 _COMPLETE = ".spacehub-complete"
 _IGNORED = shutil.ignore_patterns(".git")
+_PYTHONS: dict[str, tuple[str, str, str]] = {}
 
 
 class BuildFailed(Exception):
@@ -60,13 +65,19 @@ def build_venv_release(
     python, version, prefix = uv.find_python(config.python_version)
     log(f"Python {version} ({python})")
     requirements = _requirements(plan, source)
-    lock = uv.resolve(python, requirements)
-    key = venv_key(lock, python, version)
-    venv = options.venvs_dir / key
-    if (venv / _COMPLETE).is_file():
-        log(f"Reusing the virtual environment {key} (same dependencies)")
+    inputs = options.venvs_dir / "inputs" / venv_key(requirements, python, version)
+    key = None if options.no_cache else _read_key(inputs)
+    if key is not None and (options.venvs_dir / key / _COMPLETE).is_file():
+        log(f"Reusing the virtual environment {key} (same requirements)")
     else:
-        uv.make_venv(python, lock, venv)
+        lock = uv.resolve(python, requirements)
+        key = venv_key(lock, python, version)
+        if (options.venvs_dir / key / _COMPLETE).is_file():
+            log(f"Reusing the virtual environment {key} (same dependencies)")
+        else:
+            uv.make_venv(python, lock, options.venvs_dir / key)
+        _write_key(inputs, key)
+    venv = options.venvs_dir / key
     manifest = VenvManifest(
         sdk=config.sdk,
         app_file=config.effective_app_file,
@@ -82,6 +93,20 @@ def build_venv_release(
 def venv_key(lock: str, python: str, version: str) -> str:
     digest = hashlib.sha256(f"{python}\n{version}\n{lock}".encode()).hexdigest()
     return f"py{version}-{digest[:24]}"
+
+
+def _read_key(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _write_key(path: Path, key: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}")
+    partial.write_text(key)
+    partial.replace(path)
 
 
 def check_debian_packages(packages: tuple[str, ...]) -> None:
@@ -175,7 +200,19 @@ class UvRunner:
         self.resolve_env = {**secrets, **env}
 
     def find_python(self, version: str) -> tuple[str, str, str]:
-        """The path, full version and prefix of a host interpreter matching `version`."""
+        """The path, full version and prefix of a host interpreter matching `version`.
+
+        Remembered per process while the interpreter exists: asking uv takes most of a second
+        on hosts whose PATH holds pyenv shims, and a code-only push should not pay it.
+        """
+        known = _PYTHONS.get(version)
+        if known is not None and Path(known[0]).exists():
+            return known
+        found = self._find_python(version)
+        _PYTHONS[version] = found
+        return found
+
+    def _find_python(self, version: str) -> tuple[str, str, str]:
         result = self._run_quiet(["python", "find", "--system", "--no-project", version])
         path = result.stdout.strip()
         if result.returncode != 0 or not path:
