@@ -1,5 +1,6 @@
 """Real parts through fixtures: a running `spacehub serve`, real git, the real Docker engine."""
 
+import contextlib
 import os
 import re
 import shutil
@@ -80,6 +81,24 @@ def docker_engine():  # type: ignore[no-untyped-def]
             pytest.fail(f"CI=true needs a Docker engine: {error}")
         pytest.skip(f"no Docker engine answers: {error}")
     return client
+
+
+def remove_labelled_docker_objects(client, label: str) -> None:  # type: ignore[no-untyped-def]
+    """Remove the containers, images and volumes a test left on the engine with `label`.
+
+    Images go by tag first: removing a parent by id while a child image exists is refused.
+    """
+    import docker.errors
+
+    found = {"label": label}
+    for container in client.containers.list(all=True, filters=found):
+        container.remove(force=True, v=True)
+    for image in client.images.list(filters=found):
+        for ref in image.tags or [image.id]:
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                client.images.remove(ref, force=True)
+    for volume in client.volumes.list(filters=found):
+        volume.remove(force=True)
 
 
 def free_port() -> int:

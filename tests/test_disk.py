@@ -6,7 +6,6 @@ shows what the data dir holds, a damaged release is rebuilt, and two platforms w
 of the same name on one engine never stop or delete each other's containers and images.
 """
 
-import contextlib
 import os
 import secrets
 import shutil
@@ -15,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
-import docker.errors
 import httpx
 import pytest
 
@@ -31,6 +29,7 @@ from tests.conftest import (
     git,
     make_checkout,
     push,
+    remove_labelled_docker_objects,
     start_platform,
     stop_cleanly,
     wait_for,
@@ -285,12 +284,7 @@ def app_answers(platform: Platform, space_id: str, text: str) -> bool:
 
 def remove_docker_objects(docker_engine, platform_id: str) -> None:
     """Whatever a test platform left on the engine, found by its instance id alone."""
-    label = {"label": f"spacehub.platform={platform_id}"}
-    for container in docker_engine.containers.list(all=True, filters=label):
-        container.remove(force=True, v=True)
-    for image_id in {image.id for image in docker_engine.images.list(filters=label)}:
-        with contextlib.suppress(docker.errors.NotFound):  # went with an image it was under
-            docker_engine.images.remove(image_id, force=True)
+    remove_labelled_docker_objects(docker_engine, f"spacehub.platform={platform_id}")
 
 
 @pytest.mark.docker

@@ -5,7 +5,6 @@ One platform serves the whole module (builds run one at a time, so every space i
 early, and tests wait for their own); the out-of-memory test gets a second, capped platform.
 """
 
-import contextlib
 import hashlib
 import json
 import os
@@ -35,10 +34,12 @@ from tests.conftest import (
     explain_failure,
     make_checkout,
     push,
+    remove_labelled_docker_objects,
     start_platform,
     wait_for,
     write_files,
 )
+from tests.test_load import CLIENTS, LOAD_SECONDS, wrk
 
 pytestmark = pytest.mark.docker
 
@@ -202,19 +203,8 @@ def container_logs(space_ids: list[str]) -> str:
 
 def remove_docker_objects(space_ids: list[str]) -> None:
     """Whatever the platform left behind for these spaces: containers, images, volumes."""
-    import docker.errors
-
-    client = docker_client()
     for space_id in space_ids:
-        space_filter = {"label": f"{LABEL}={space_id}"}
-        for container in client.containers.list(all=True, filters=space_filter):
-            container.remove(force=True, v=True)
-        for image in client.images.list(filters=space_filter):
-            for ref in image.tags or [image.id]:
-                with contextlib.suppress(docker.errors.NotFound):
-                    client.images.remove(ref, force=True)
-        for volume in client.volumes.list(filters=space_filter):
-            volume.remove(force=True)
+        remove_labelled_docker_objects(docker_client(), f"{LABEL}={space_id}")
 
 
 def delete_space(platform: Platform, space_id: str) -> None:
@@ -387,6 +377,18 @@ def test_pushed_gradio_app_predicts_through_both_url_forms_and_its_hub_id(hub, a
     greeting, celsius = client.predict("Bo", True, 68, api_name="/greet")
     assert greeting == "Good morning Bo. It is 68 degrees today"
     assert celsius == 20
+
+
+def test_200_clients_on_a_running_gradio_app_get_answers(hub):
+    """The issue's load on a real app: 200 clients on its page through the proxy, no error."""
+    greet = "admin/dt-greet"
+    hub.running(greet)
+    counts = wrk(hub.path_url(greet), CLIENTS, LOAD_SECONDS)
+    errors = {kind: count for kind, count in counts.items() if kind != "requests" and count}
+    assert not errors, counts
+    assert counts["requests"] > 10 * LOAD_SECONDS, counts
+    print(f"gradio page: {counts['requests'] / LOAD_SECONDS:.0f} req/s at {CLIENTS} clients")
+    assert predict_in_subprocess(hub, greet, "after") == "Hello after!!"
 
 
 # 2. Streamlit
