@@ -55,9 +55,12 @@ def test_200_clients_on_a_static_space_get_answers_and_the_api_stays_up(
     latencies: list[float] = []
     failures: list[str] = []
     done = threading.Event()
+    connected = threading.Event()
 
     def ask_whoami() -> None:
         with shared_platform.api() as client:
+            client.get("/api/whoami-v2")  # connected before the load starts, as a CLI user is
+            connected.set()
             while not done.is_set():
                 started = time.monotonic()
                 try:
@@ -71,6 +74,7 @@ def test_200_clients_on_a_static_space_get_answers_and_the_api_stays_up(
 
     asker = threading.Thread(target=ask_whoami)
     asker.start()
+    connected.wait(30)
     try:
         counts = wrk(f"{shared_platform.url}/apps/{space_id}/", CLIENTS, LOAD_SECONDS)
     finally:
@@ -85,11 +89,14 @@ def test_200_clients_on_a_static_space_get_answers_and_the_api_stays_up(
     p99 = latencies[int(len(latencies) * 0.99)]
     print(
         f"{counts['requests'] / LOAD_SECONDS:.0f} req/s at {CLIENTS} clients; whoami meanwhile "
-        f"median {statistics.median(latencies) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms"
+        f"median {statistics.median(latencies) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms "
+        f"({len(latencies)} calls; slowest {[round(x * 1000) for x in latencies[-5:]]} ms)"
     )
-    # Measured, not the goal: the issue asks p99 ≤ 100 ms; today the API shares one core's
-    # event loop with 200 clients of a static space (see the session note).
-    assert p99 < 5, f"whoami p99 {p99:.1f} s under load"
+    # The issue asks p99 ≤ 100 ms. Static files are answered by the proxy on its own thread
+    # and loop: whoami measured a median of 30-66 ms and a p99 of 56-670 ms here (2 cores
+    # shared with wrk and other test runs, load average 5-6; was 1-4 s). The bound leaves
+    # room for that machine's noise.
+    assert p99 < 1, f"whoami p99 {p99 * 1000:.0f} ms under load"
     with shared_platform.api() as client:
         started = time.monotonic()
         assert client.get("/api/whoami-v2").status_code == 200

@@ -19,7 +19,7 @@ from email.utils import formatdate
 from typing import Protocol
 from urllib.parse import unquote_to_bytes
 
-from spacehub.platform.proxy.http_head import Headers, render_head
+from spacehub.platform.proxy.http_head import Headers
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +50,45 @@ def find_file(root: str, target: bytes) -> StaticFile | None:
         return None
     if "\x00" in relative:
         return None
-    candidate = _inside(root, os.path.join(root, relative.lstrip("/")))
     try:
-        info = os.stat(candidate) if candidate else None
-        if info is not None and stat_module.S_ISDIR(info.st_mode):
-            # Resolved again: index.html itself may be a symlink out of the release.
-            candidate = _inside(root, os.path.join(candidate, "index.html"))
-            info = os.stat(candidate) if candidate else None
+        found = _plain_path(root, relative) or _resolved_path(root, relative)
     except OSError:
         return None
-    if candidate is None or info is None or not stat_module.S_ISREG(info.st_mode):
+    if found is None or not stat_module.S_ISREG(found.stat.st_mode):
+        return None
+    return found
+
+
+def _plain_path(root: str, relative: str) -> StaticFile | None:
+    """The usual case, one lstat per component: no `..`, no symlink. None: look closer."""
+    path = root
+    info = None
+    for part in relative.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            return None
+        path = f"{path}/{part}"
+        info = os.lstat(path)
+        if stat_module.S_ISLNK(info.st_mode):
+            return None
+    if info is None or stat_module.S_ISDIR(info.st_mode):
+        path = f"{path}/index.html"
+        info = os.lstat(path)
+        if stat_module.S_ISLNK(info.st_mode):
+            return None
+    return StaticFile(path, info)
+
+
+def _resolved_path(root: str, relative: str) -> StaticFile | None:
+    """Symlinks and `..` followed, refused if they lead out of the release."""
+    candidate = _inside(root, os.path.join(root, relative.lstrip("/")))
+    info = os.stat(candidate) if candidate else None
+    if candidate is not None and info is not None and stat_module.S_ISDIR(info.st_mode):
+        # Resolved again: index.html itself may be a symlink out of the release.
+        candidate = _inside(root, os.path.join(candidate, "index.html"))
+        info = os.stat(candidate) if candidate else None
+    if candidate is None or info is None:
         return None
     return StaticFile(candidate, info)
 
@@ -71,6 +100,51 @@ def _inside(root: str, path: str) -> str | None:
     return None
 
 
+@dataclass(slots=True)
+class _Facts:
+    """What a file's answers repeat: its ETag, its 200 head's lines, and a small file's bytes."""
+
+    key: tuple[int, int, int]
+    etag: bytes
+    lines: bytes
+    body: bytes | None = None
+
+
+# Facts per file path, valid while inode, size and mtime match; small files' bytes included,
+# up to CACHE_MAX_BYTES in all (then the cache starts over).
+_facts: dict[str, _Facts] = {}
+_cached_bytes = 0
+CACHE_MAX_FILES = 4096
+CACHE_MAX_BYTES = 32 * 1024 * 1024
+CACHE_MAX_FILE = 64 * 1024
+
+
+def _facts_of(file: StaticFile) -> _Facts:
+    global _cached_bytes
+    info = file.stat
+    key = (info.st_ino, info.st_size, info.st_mtime_ns)
+    facts = _facts.get(file.path)
+    if facts is not None and facts.key == key:
+        return facts
+    digest = hashlib.md5(f"{info.st_mtime}-{info.st_size}".encode(), usedforsecurity=False)
+    etag = b'"%s"' % digest.hexdigest().encode()
+    lines = b"".join(
+        b"%s: %s\r\n" % line
+        for line in (
+            (b"content-type", content_type(file.path)),
+            (b"accept-ranges", b"bytes"),
+            (b"content-length", b"%d" % info.st_size),
+            (b"last-modified", formatdate(info.st_mtime, usegmt=True).encode()),
+            (b"etag", etag),
+        )
+    )
+    if len(_facts) >= CACHE_MAX_FILES or _cached_bytes > CACHE_MAX_BYTES:
+        _facts.clear()
+        _cached_bytes = 0
+    facts = _facts[file.path] = _Facts(key, etag, lines)
+    return facts
+
+
 def file_head(
     file: StaticFile, if_none_match: bytes | None, extra: Headers, close: bool
 ) -> tuple[int, bytes]:
@@ -79,30 +153,17 @@ def file_head(
     The ETag is Starlette's (md5 of mtime and size), so a client's cached copy stays valid
     whichever of the two answered; `If-None-Match` containing it gives a 304.
     """
-    info = file.stat
-    etag = (
-        b'"%s"'
-        % hashlib.md5(f"{info.st_mtime}-{info.st_size}".encode(), usedforsecurity=False)
-        .hexdigest()
-        .encode()
-    )
-    if if_none_match is not None and etag in if_none_match:
-        status, start = 304, b"HTTP/1.1 304 Not Modified"
-        headers: Headers = [(b"etag", etag), (b"date", http_date())]
+    facts = _facts_of(file)
+    if if_none_match is not None and facts.etag in if_none_match:
+        status, lines = 304, [b"HTTP/1.1 304 Not Modified\r\netag: %s\r\n" % facts.etag]
     else:
-        status, start = 200, b"HTTP/1.1 200 OK"
-        headers = [
-            (b"content-type", content_type(file.path)),
-            (b"accept-ranges", b"bytes"),
-            (b"content-length", b"%d" % info.st_size),
-            (b"last-modified", formatdate(info.st_mtime, usegmt=True).encode()),
-            (b"etag", etag),
-            (b"date", http_date()),
-        ]
-    headers += extra
+        status, lines = 200, [b"HTTP/1.1 200 OK\r\n", facts.lines]
+    lines.append(b"date: %s\r\n" % http_date())
+    lines += [b"%s: %s\r\n" % line for line in extra]
     if close:
-        headers.append((b"connection", b"close"))
-    return status, render_head(start, headers)
+        lines.append(b"connection: close\r\n")
+    lines.append(b"\r\n")
+    return status, b"".join(lines)
 
 
 def content_type(path: str) -> bytes:
@@ -126,9 +187,18 @@ def http_date() -> bytes:
 
 def read_small(file: StaticFile) -> bytes | None:
     """The whole of a small file (INLINE_MAX at most); None if it changed size since its stat."""
+    global _cached_bytes
+    facts = _facts_of(file)
+    if facts.body is not None:
+        return facts.body
     with open(file.path, "rb") as handle:
         data = handle.read(file.stat.st_size + 1)
-    return data if len(data) == file.stat.st_size else None
+    if len(data) != file.stat.st_size:
+        return None
+    if len(data) <= CACHE_MAX_FILE:
+        facts.body = data
+        _cached_bytes += len(data)
+    return data
 
 
 class FileSender:
