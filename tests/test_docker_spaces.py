@@ -8,6 +8,7 @@ early, and tests wait for their own); the out-of-memory test gets a second, capp
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -356,6 +357,20 @@ def predict_in_subprocess(hub: Hub, space_id: str, name: str) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
+# Gradio 6 under SYSTEM=spaces (hot reload, JS transpiling) leaves event loops for the garbage
+# collector; their finalizer prints "Exception ignored in: <function BaseEventLoop.__del__ …>"
+# with a traceback ending "Invalid file descriptor: -1". The app is unharmed (it keeps
+# answering); any other traceback in the run log is still a failure.
+_LOOP_FINALIZER_NOISE = re.compile(
+    r"Exception ignored in: <function BaseEventLoop\.__del__ at 0x[0-9a-f]+>\n"
+    r"Traceback \(most recent call last\):\n(?:  .*\n)*?ValueError: Invalid file descriptor: -1\n?"
+)
+
+
+def without_loop_finalizer_noise(log: str) -> str:
+    return _LOOP_FINALIZER_NOISE.sub("", log)
+
+
 # 1. Gradio
 
 
@@ -369,7 +384,7 @@ def test_pushed_gradio_app_predicts_through_both_url_forms_and_its_hub_id(hub, a
     assert predict_in_subprocess(hub, greet, "Ann") == "Hello Ann!!"
     run_log = "".join(hub.api.fetch_space_logs(greet, build=False))
     assert "Running on local URL" in run_log
-    assert "Traceback" not in run_log, run_log
+    assert "Traceback" not in without_loop_finalizer_noise(run_log), run_log
 
     weather = "admin/dt-weather"
     hub.running(weather)
