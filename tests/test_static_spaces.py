@@ -5,7 +5,9 @@ subdomain form (`Host: {owner}-{name}.localhost:{port}`) and the path form
 (`/apps/{owner}/{name}/`). No Docker is needed.
 """
 
+import hashlib
 import http.client
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -50,14 +52,15 @@ def app_get(
     path: str = "/",
     form: str = "path",
     headers: dict[str, str] | None = None,
+    method: str = "GET",
 ) -> Answer:
     """GET `path` of the space's app, the target sent byte for byte (no dot-segment clean-up)."""
     connection = http.client.HTTPConnection("127.0.0.1", platform.port, timeout=30)
     try:
         if form == "path":
-            connection.putrequest("GET", f"/apps/{space_id}{path}")
+            connection.putrequest(method, f"/apps/{space_id}{path}")
         else:
-            connection.putrequest("GET", path, skip_host=True)
+            connection.putrequest(method, path, skip_host=True)
             label = space_id.replace("/", "-").replace("_", "-").replace(".", "-").lower()
             connection.putheader("Host", f"{label}.localhost:{platform.port}")
         for name, value in (headers or {}).items():
@@ -146,6 +149,38 @@ def test_pushed_static_site_is_running_and_served(
     )
     assert cached.status == 304
     assert cached.body == b""
+
+
+def test_big_file_streams_byte_for_byte_with_head_and_ranges_in_both_forms(
+    shared_platform: Platform, tmp_path: Path
+):
+    """A 24 MiB file of a release, as the proxy streams it; HEAD and ranges agree with it."""
+    platform = shared_platform
+    space_id = platform.create_space("big-files")
+    checkout = site_checkout(tmp_path, "big", None, platform.git_url(space_id))
+    data = os.urandom(24 * 1024 * 1024)
+    (checkout / "données").mkdir()
+    (checkout / "données" / "modèle final.bin").write_bytes(data)
+    commit_all(checkout, "a big file")
+    push_ok(platform, checkout, space_id)
+    platform.wait_stage(space_id, {"RUNNING"}, 30)
+    path = "/donn%C3%A9es/mod%C3%A8le%20final.bin"
+
+    for form in FORMS:
+        whole = app_get(platform, space_id, path, form)
+        assert whole.status == 200
+        assert whole.headers["content-length"] == str(len(data))
+        assert hashlib.sha256(whole.body).digest() == hashlib.sha256(data).digest()
+        head = app_get(platform, space_id, path, form, method="HEAD")
+        assert (head.status, head.body) == (200, b"")
+        assert head.headers["content-length"] == str(len(data))
+        assert head.headers["etag"] == whole.headers["etag"]
+        part = app_get(platform, space_id, path, form, {"Range": "bytes=10-19"})
+        assert (part.status, part.body) == (206, data[10:20])
+        assert part.headers["etag"] == whole.headers["etag"]  # a cached copy stays valid
+        index = app_get(platform, space_id, "/", form, method="HEAD")
+        assert (index.status, index.body) == (200, b"")
+        assert index.headers["content-type"] == "text/html; charset=utf-8"
 
 
 def test_push_to_live_takes_under_one_second(shared_platform: Platform, tmp_path: Path):
