@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
@@ -90,6 +90,12 @@ class Settings(BaseSettings):
         description="Port of git over SSH (ssh://git@HOST:SSH_PORT/spaces/owner/name); 0 turns "
         "it off.",
     )
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        """Absolute from the start: apps, builds and bwrap run in other working directories."""
+        return value.expanduser().absolute()
 
     @property
     def effective_public_url(self) -> str:
