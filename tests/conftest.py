@@ -1,6 +1,7 @@
 """Real parts through fixtures: a running `spacehub serve`, real git, the real Docker engine."""
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -11,15 +12,18 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urljoin
 
 import httpx
 import pytest
+from huggingface_hub import HfApi
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 IN_CI = os.environ.get("CI") == "true"
 ADMIN_TOKEN = "hf_testadmintokenXXXXXXXXXXXXXXXXXXXX"
+SETTLED_STAGES = {"RUNNING", "BUILD_ERROR", "RUNTIME_ERROR", "CONFIG_ERROR", "NO_APP_FILE"}
 
 
 def docker_answers() -> bool:
@@ -397,3 +401,111 @@ def assert_streamlit_session_renders(url: str, expected: str) -> None:
             message.ParseFromString(ws.recv(timeout=20))
             if message.WhichOneof("type") == "delta":
                 texts.append(str(message.delta))
+
+
+def readme(title: str, sdk: str, **extra: str) -> str:
+    """A space's README.md: its front matter only."""
+    lines = [f"title: {title}", f"sdk: {sdk}", *(f"{key}: {value}" for key, value in extra.items())]
+    return "---\n" + "\n".join(lines) + "\n---\n"
+
+
+def delete_space(platform: Platform, space_id: str) -> None:
+    with platform.api() as client:
+        client.request(
+            "DELETE", "/api/repos/delete", json={"name": space_id.split("/")[1], "type": "space"}
+        )
+
+
+def kill_leftover_apps(data: Path) -> None:
+    """Local-runtime apps outlive their platform by design: end the ones `data` records."""
+    for record in (data / "run" / "local").glob("*.json"):
+        pid = json.loads(record.read_text())["pid"]
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+class Hub:
+    """A module's platform and the spaces pushed to it, through git and the Hub's API."""
+
+    def __init__(self, platform: Platform, checkouts: Path, build_timeout: float = 240) -> None:
+        self.platform = platform
+        self.checkouts = checkouts
+        self.build_timeout = build_timeout
+        self.created: list[str] = []
+        self.api = HfApi(endpoint=platform.url, token=ADMIN_TOKEN)
+
+    def create(self, name: str, sdk: str, private: bool = False) -> str:
+        space_id = self.platform.create_space(name, sdk=sdk, private=private)
+        self.created.append(space_id)
+        return space_id
+
+    def push(self, space_id: str, files: dict[str, str] | Path | None = None) -> float:
+        """Push the checkout (made from `files` the first time); return when the push ended."""
+        checkout = self.checkouts / space_id.split("/")[1]
+        if not checkout.exists():
+            assert files is not None
+            make_checkout(checkout, files, self.platform.git_url(space_id))
+        result = push(self.platform, checkout, space_id)
+        assert result.returncode == 0, result.stderr
+        return time.monotonic()
+
+    def commit_and_push(self, space_id: str, files: dict[str, str], message: str) -> float:
+        checkout = self.checkouts / space_id.split("/")[1]
+        write_files(checkout, files)
+        commit_all(checkout, message)
+        return self.push(space_id)
+
+    def running(self, space_id: str, timeout: float | None = None) -> dict:
+        runtime = self.platform.wait_stage(
+            space_id, SETTLED_STAGES, self.build_timeout if timeout is None else timeout
+        )
+        assert runtime["stage"] == "RUNNING", runtime
+        return runtime
+
+    def settled(self) -> None:
+        """Wait until no space of the module is queued, building or starting."""
+        busy = {"BUILDING", "APP_STARTING", "RUNNING_BUILDING", "RUNNING_APP_STARTING"}
+        wait_for(
+            lambda: all(self.platform.runtime(s)["stage"] not in busy for s in self.created),
+            self.build_timeout * 2,
+            "every build to end",
+        )
+
+    def build_timeline(self, space_id: str) -> str:
+        """Seconds from the start of the latest build to its release, and to the app being live."""
+        with self.platform.api() as client:
+            text = client.get(f"/api/spaces/{space_id}/logs/build", timeout=60).text
+        events = [
+            json.loads(line[len("data: ") :])
+            for line in text.splitlines()
+            if line.startswith("data: {")
+        ]
+        if not events:
+            return "no build"
+
+        def at(event: dict) -> float:
+            return datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
+
+        start = at(events[0])
+        marks = {e["data"].strip(): at(e) - start for e in events}
+        built = marks.get("Build finished; starting the app")
+        live = marks.get("Live")
+        return f"release {built:.1f} s, live {live:.1f} s" if built and live else "did not go live"
+
+    def path_url(self, space_id: str) -> str:
+        return f"{self.platform.url}/apps/{space_id}/"
+
+    def subdomain_url(self, space_id: str) -> str:
+        owner, name = space_id.split("/")
+        return f"http://{owner}-{name}.localhost:{self.platform.port}/"
+
+    def get(
+        self, space_id: str, form: str, path: str = "", headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        """GET through the proxy in one URL form (the subdomain form by its Host header)."""
+        headers = dict(headers or {})
+        if form == "path":
+            return httpx.get(self.path_url(space_id) + path, headers=headers, timeout=10)
+        owner, name = space_id.split("/")
+        headers["Host"] = f"{owner}-{name}.localhost:{self.platform.port}"
+        return httpx.get(f"{self.platform.url}/{path}", headers=headers, timeout=10)

@@ -2,7 +2,10 @@
 container behind the platform's proxy, on the real Docker engine.
 
 One platform serves the whole module (builds run one at a time, so every space is pushed once,
-early, and tests wait for their own); the out-of-memory test gets a second, capped platform.
+early, and tests wait for their own). What every runtime must do (Gradio and Streamlit in both
+URL forms, a user's Dockerfile, crashes, apps that never listen, memory limits, secrets in the
+app's env, storage, restart/pause/delete, re-adoption) is in tests/test_runtime_conformance.py;
+this module keeps what only Docker has: build secrets and images, layer reuse, custom ports.
 """
 
 import hashlib
@@ -14,12 +17,10 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pytest
-from huggingface_hub import HfApi
 from sqlmodel import select
 
 from spacehub.platform.db import make_engine, session_scope
@@ -27,18 +28,17 @@ from spacehub.platform.models import Build
 from tests.conftest import (
     ADMIN_TOKEN,
     EXAMPLES,
+    Hub,
     Platform,
     add_user,
-    assert_page_and_its_script_load,
-    assert_streamlit_session_renders,
-    commit_all,
+    delete_space,
     explain_failure,
     make_checkout,
     push,
+    readme,
     remove_labelled_docker_objects,
     start_platform,
     wait_for,
-    write_files,
 )
 from tests.test_load import CLIENTS, LOAD_SECONDS, wrk
 
@@ -48,7 +48,6 @@ CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 BUILD_TIMEOUT = 240  # a cold Gradio or Streamlit build installs its SDK from PyPI
 LABEL = "spacehub.space"
 SECRET_VALUE = "s3cr3t-" + hashlib.sha256(os.urandom(16)).hexdigest()[:24]
-LIVE = {"RUNNING"}
 
 # A tiny Docker-SDK app: serves its environment's facts as JSON, prints a marker when it starts.
 SERVER = """\
@@ -84,11 +83,6 @@ http.server.ThreadingHTTPServer(("0.0.0.0", PORT), Facts).serve_forever()
 """
 
 
-def readme(title: str, sdk: str, **extra: str) -> str:
-    lines = [f"title: {title}", f"sdk: {sdk}", *(f"{key}: {value}" for key, value in extra.items())]
-    return "---\n" + "\n".join(lines) + "\n---\n"
-
-
 def tiny_docker_app(
     title: str, run: str = "", cmd: str = '["python3", "-u", "server.py"]', **extra: str
 ) -> dict[str, str]:
@@ -113,37 +107,6 @@ SECRET_STEP = (
     "RUN --mount=type=secret,id=DT_SECRET,mode=0444,required=true "
     "sha256sum /run/secrets/DT_SECRET > /home/user/build-secret.sha256"
 )
-CRASH_APP = (
-    "import sys\nprint('dt-crash-marker: about to fail', flush=True)\nraise RuntimeError('boom')\n"
-)
-MEMORY_HOG = """\
-import threading, time, runpy
-
-def hog():
-    time.sleep(2)
-    blocks = []
-    while True:
-        blocks.append(b"x" * (16 * 1024 * 1024))
-
-threading.Thread(target=hog, daemon=True).start()
-runpy.run_path("server.py", run_name="__main__")
-"""
-
-STORE_APP = """\
-import http.server
-with open("/data/starts", "a") as starts:
-    starts.write("start\\n")
-with open("/data/starts") as starts:
-    count = str(len(starts.read().splitlines())).encode()
-class Count(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(count)))
-        self.end_headers()
-        self.wfile.write(count)
-http.server.ThreadingHTTPServer(("0.0.0.0", 7860), Count).serve_forever()
-"""
-
 HEADERS_APP = """\
 import http.server, json
 class Headers(http.server.BaseHTTPRequestHandler):
@@ -161,25 +124,13 @@ PRIVATE_SPACES = {"dt-private"}
 SPACES: dict[str, tuple[str, dict[str, str] | Path]] = {
     "dt-greet": ("gradio", EXAMPLES / "gradio-greet"),
     "dt-weather": ("gradio", EXAMPLES / "gradio-weather"),
-    "dt-square": ("streamlit", EXAMPLES / "streamlit-square"),
-    "dt-fastapi": ("docker", EXAMPLES / "docker-fastapi"),
     "dt-port": (
         "docker",
         tiny_docker_app("Port", cmd='["python3", "-u", "server.py", "8080"]', app_port="8080"),
     ),
     "dt-secrets": ("docker", tiny_docker_app("Secrets", run=SECRET_STEP)),
     "dt-life": ("docker", tiny_docker_app("Life")),
-    "dt-crash": ("docker", {**tiny_docker_app("Crash"), "server.py": CRASH_APP}),
-    "dt-store": ("docker", {**tiny_docker_app("Store"), "server.py": STORE_APP}),
     "dt-private": ("docker", {**tiny_docker_app("Private"), "server.py": HEADERS_APP}),
-    "dt-mute": (
-        "docker",
-        tiny_docker_app(
-            "Mute",
-            cmd='["python3", "-c", "import time; time.sleep(10**9)"]',
-            startup_duration_timeout="10s",
-        ),
-    ),
 }
 
 
@@ -208,109 +159,16 @@ def remove_docker_objects(space_ids: list[str]) -> None:
         remove_labelled_docker_objects(docker_client(), f"{LABEL}={space_id}")
 
 
-def delete_space(platform: Platform, space_id: str) -> None:
-    with platform.api() as client:
-        client.request(
-            "DELETE", "/api/repos/delete", json={"name": space_id.split("/")[1], "type": "space"}
-        )
-
-
 def explain_with(request: pytest.FixtureRequest, platform: Platform, space_ids: list[str]) -> None:
     explain_failure(request.node, "platform log (tail)", lambda: platform.log()[-6000:])
     explain_failure(request.node, "container logs", lambda: container_logs(space_ids))
-
-
-class Hub:
-    """The module's platform and the spaces pushed to it."""
-
-    def __init__(self, platform: Platform, checkouts: Path) -> None:
-        self.platform = platform
-        self.checkouts = checkouts
-        self.created: list[str] = []
-        self.api = HfApi(endpoint=platform.url, token=ADMIN_TOKEN)
-
-    def create(self, name: str, sdk: str, private: bool = False) -> str:
-        space_id = self.platform.create_space(name, sdk=sdk, private=private)
-        self.created.append(space_id)
-        return space_id
-
-    def push(self, space_id: str, files: dict[str, str] | Path | None = None) -> float:
-        """Push the checkout (made from `files` the first time); return when the push ended."""
-        checkout = self.checkouts / space_id.split("/")[1]
-        if not checkout.exists():
-            assert files is not None
-            make_checkout(checkout, files, self.platform.git_url(space_id))
-        result = push(self.platform, checkout, space_id)
-        assert result.returncode == 0, result.stderr
-        return time.monotonic()
-
-    def commit_and_push(self, space_id: str, files: dict[str, str], message: str) -> float:
-        checkout = self.checkouts / space_id.split("/")[1]
-        write_files(checkout, files)
-        commit_all(checkout, message)
-        return self.push(space_id)
-
-    def running(self, space_id: str, timeout: float = BUILD_TIMEOUT) -> dict:
-        runtime = self.platform.wait_stage(
-            space_id, LIVE | {"BUILD_ERROR", "RUNTIME_ERROR", "CONFIG_ERROR"}, timeout
-        )
-        assert runtime["stage"] == "RUNNING", runtime
-        return runtime
-
-    def settled(self) -> None:
-        """Wait until no space of the module is queued, building or starting."""
-        busy = {"BUILDING", "APP_STARTING", "RUNNING_BUILDING", "RUNNING_APP_STARTING"}
-        wait_for(
-            lambda: all(self.platform.runtime(s)["stage"] not in busy for s in self.created),
-            BUILD_TIMEOUT * 2,
-            "every build to end",
-        )
-
-    def build_timeline(self, space_id: str) -> str:
-        """Seconds from the start of the latest build to its image, and to the app being live."""
-        with self.platform.api() as client:
-            text = client.get(f"/api/spaces/{space_id}/logs/build", timeout=60).text
-        events = [
-            json.loads(line[len("data: ") :])
-            for line in text.splitlines()
-            if line.startswith("data: {")
-        ]
-        if not events:
-            return "no build"
-
-        def at(event: dict) -> float:
-            return datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
-
-        start = at(events[0])
-        marks = {e["data"].strip(): at(e) - start for e in events}
-        built = marks.get("Build finished; starting the app")
-        live = marks.get("Live")
-        return f"image {built:.1f} s, live {live:.1f} s" if built and live else "did not go live"
-
-    def path_url(self, space_id: str) -> str:
-        return f"{self.platform.url}/apps/{space_id}/"
-
-    def subdomain_url(self, space_id: str) -> str:
-        owner, name = space_id.split("/")
-        return f"http://{owner}-{name}.localhost:{self.platform.port}/"
-
-    def get(
-        self, space_id: str, form: str, path: str = "", headers: dict[str, str] | None = None
-    ) -> httpx.Response:
-        """GET through the proxy in one URL form (the subdomain form by its Host header)."""
-        headers = dict(headers or {})
-        if form == "path":
-            return httpx.get(self.path_url(space_id) + path, headers=headers, timeout=10)
-        owner, name = space_id.split("/")
-        headers["Host"] = f"{owner}-{name}.localhost:{self.platform.port}"
-        return httpx.get(f"{self.platform.url}/{path}", headers=headers, timeout=10)
 
 
 @pytest.fixture(scope="module")
 def module_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     root = tmp_path_factory.mktemp("docker-spaces")
     platform = start_platform(root / "data", BUILD_CA_BUNDLE=CA_BUNDLE)
-    hub = Hub(platform, root / "checkouts")
+    hub = Hub(platform, root / "checkouts", BUILD_TIMEOUT)
     started = time.monotonic()
     try:
         for name, (sdk, files) in SPACES.items():
@@ -318,10 +176,6 @@ def module_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
             if name == "dt-secrets":
                 hub.api.add_space_secret(space_id, "DT_SECRET", SECRET_VALUE)
                 hub.api.add_space_variable(space_id, "DT_VAR", "plain-value")
-            if name == "dt-store":
-                with hub.platform.api() as client:
-                    answer = client.post(f"/api/spaces/{space_id}/storage", json={"tier": "small"})
-                assert answer.json()["storage"] == "small", answer.text
             hub.push(space_id, files)
         print(f"\nall {len(SPACES)} spaces pushed in {time.monotonic() - started:.1f} s")
         yield hub
@@ -374,13 +228,11 @@ def without_loop_finalizer_noise(log: str) -> str:
 # 1. Gradio
 
 
-def test_pushed_gradio_app_predicts_through_both_url_forms_and_its_hub_id(hub, app_hosts_resolve):
+def test_pushed_gradio_app_predicts_through_its_hub_id_and_with_several_inputs(hub):
     from gradio_client import Client
 
     greet = "admin/dt-greet"
     hub.running(greet)
-    for url in (hub.path_url(greet), hub.subdomain_url(greet)):
-        assert Client(url, verbose=False).predict("Ann", api_name="/greet") == "Hello Ann!!", url
     assert predict_in_subprocess(hub, greet, "Ann") == "Hello Ann!!"
     run_log = "".join(hub.api.fetch_space_logs(greet, build=False))
     assert "Running on local URL" in run_log
@@ -406,28 +258,10 @@ def test_200_clients_on_a_running_gradio_app_get_answers(hub):
     assert predict_in_subprocess(hub, greet, "after") == "Hello after!!"
 
 
-# 2. Streamlit
+# 3. Docker SDK on a port of its own (users' Dockerfiles in both URL forms: the conformance suite)
 
 
-@pytest.mark.parametrize("form", ["path", "subdomain"])
-def test_pushed_streamlit_app_serves_its_page_and_a_live_session(hub, app_hosts_resolve, form):
-    square = "admin/dt-square"
-    hub.running(square)
-    url = hub.path_url(square) if form == "path" else hub.subdomain_url(square)
-    with httpx.Client(timeout=10) as client:
-        assert "<title>Streamlit</title>" in assert_page_and_its_script_load(client, url)
-    assert_streamlit_session_renders(url, "squared is 49")
-
-
-# 3. Docker SDK
-
-
-def test_users_dockerfile_app_answers_in_both_forms_and_on_a_custom_port(hub):
-    fastapi = "admin/dt-fastapi"
-    hub.running(fastapi)
-    for form in ("path", "subdomain"):
-        answer = hub.get(fastapi, form)
-        assert (answer.status_code, answer.json()) == (200, {"Hello": "World!"}), form
+def test_users_dockerfile_app_answers_on_a_custom_port(hub):
     port = "admin/dt-port"
     hub.running(port)
     for form in ("path", "subdomain"):
@@ -484,21 +318,6 @@ def test_failing_dockerfile_is_build_error_and_the_previous_release_keeps_answer
     assert answer.status_code == 200 and answer.json()["env"]["SPACE_ID"] == port
 
 
-# 6-7. Apps that do not start
-
-
-def test_app_that_exits_at_start_is_runtime_error_with_its_last_lines(hub):
-    runtime = hub.platform.wait_stage("admin/dt-crash", {"RUNTIME_ERROR"}, BUILD_TIMEOUT)
-    assert "dt-crash-marker: about to fail" in runtime["errorMessage"], runtime
-    assert "RuntimeError: boom" in runtime["errorMessage"], runtime
-
-
-def test_app_that_never_listens_is_runtime_error_after_its_start_timeout(hub):
-    runtime = hub.platform.wait_stage("admin/dt-mute", {"RUNTIME_ERROR"}, BUILD_TIMEOUT)
-    message = runtime["errorMessage"]
-    assert "within 10 s" in message and "startup_duration_timeout" in message, runtime
-
-
 # 9. Secrets and variables
 
 
@@ -549,19 +368,7 @@ def test_secrets_reach_the_app_but_no_image_log_or_api_answer(hub):
         assert SECRET_VALUE not in text
 
 
-# 10. Run logs, restart, factory rebuild, pause, delete
-
-
-def test_persistent_storage_keeps_data_across_restarts(hub):
-    store = "admin/dt-store"
-    hub.running(store)
-    assert hub.get(store, "path").text == "1", "the app wrote to /data on its first start"
-    hub.api.restart_space(store)
-    wait_for(
-        lambda: hub.get(store, "path").text == "2",
-        60,
-        "the restarted app to find its first start's line in /data",
-    )
+# 10. Run logs, restart, factory rebuild, delete (pause: the conformance suite)
 
 
 def test_private_app_answers_its_owner_only_and_never_sees_the_token(hub):
@@ -580,7 +387,7 @@ def test_private_app_answers_its_owner_only_and_never_sees_the_token(hub):
     )
 
 
-def test_run_logs_restart_rebuild_pause_and_delete(hub):
+def test_restart_reuses_the_image_a_factory_rebuild_does_not_and_delete_removes_both(hub):
     life = "admin/dt-life"
     hub.running(life)
     run_log = "".join(hub.api.fetch_space_logs(life, build=False))
@@ -610,14 +417,7 @@ def test_run_logs_restart_rebuild_pause_and_delete(hub):
     assert "Using cache" not in build_log, "a factory rebuild uses no cache"
     assert hub.get(life, "path").status_code == 200
 
-    hub.api.pause_space(life)
-    assert hub.platform.runtime(life)["stage"] == "PAUSED"
-    for form in ("path", "subdomain"):
-        answer = hub.get(life, form)
-        assert answer.status_code == 503, (form, answer.status_code)
-        assert "paused" in answer.text.lower()
-    assert not any(c.status == "running" for c in containers_of(life))
-    assert third.id not in {c.id for c in containers_of(life)}
+    assert third.id in {c.id for c in containers_of(life)}
 
     other = "admin/dt-secrets"
     other_containers = {c.id for c in containers_of(other)}
@@ -630,57 +430,6 @@ def test_run_logs_restart_rebuild_pause_and_delete(hub):
     assert client.volumes.list(filters=by_label) == []
     assert {c.id for c in containers_of(other)} == other_containers
     assert hub.get(other, "subdomain").status_code == 200
-
-
-# 11. A platform restart re-adopts running spaces
-
-
-def test_platform_restart_re_adopts_the_running_container(hub):
-    greet, port = "admin/dt-greet", "admin/dt-fastapi"
-    hub.running(greet)
-    hub.running(port)
-    (before,) = [c for c in containers_of(greet) if c.status == "running"]
-    (removed,) = [c for c in containers_of(port) if c.status == "running"]
-    platform = hub.platform
-    assert platform.stop() == 0
-    before.reload()
-    assert before.status == "running", "stopping the platform leaves apps running"
-    removed.remove(force=True)  # gone while the platform was down
-    builds_before = sorted((platform.data_dir / "logs" / "builds").iterdir())
-
-    restarted = start_platform(platform.data_dir, port=platform.port, BUILD_CA_BUNDLE=CA_BUNDLE)
-    hub.platform.process = restarted.process
-    assert hub.platform.runtime(greet)["stage"] == "RUNNING"
-    assert "Howdy" in hub.get(greet, "path", "config").text
-    (after,) = [c for c in containers_of(greet) if c.status == "running"]
-    assert after.id == before.id
-    hub.running(port, 60)
-    assert hub.get(port, "path").status_code == 200, "a vanished instance is started again"
-    assert sorted((platform.data_dir / "logs" / "builds").iterdir()) == builds_before
-
-
-# 8. Out of memory, on a platform of its own with a low memory cap
-
-
-def test_app_over_its_memory_limit_is_runtime_error_and_the_platform_is_unharmed(request, tmp_path):
-    capped = start_platform(
-        tmp_path / "data", APP_MEMORY_LIMIT=str(128 * 1024 * 1024), MAX_RESTARTS="1"
-    )
-    space_id = "admin/dt-hog"
-    explain_with(request, capped, [space_id])
-    try:
-        capped.create_space("dt-hog", sdk="docker")
-        files = {**tiny_docker_app("Hog", cmd='["python3", "-u", "hog.py"]'), "hog.py": MEMORY_HOG}
-        checkout = make_checkout(tmp_path / "hog", files, capped.git_url(space_id))
-        assert push(capped, checkout, space_id).returncode == 0
-        runtime = capped.wait_stage(space_id, {"RUNTIME_ERROR"}, BUILD_TIMEOUT)
-        assert "out of memory" in runtime["errorMessage"], runtime
-        assert httpx.get(f"{capped.url}/api/spaces", timeout=5).status_code == 200
-    finally:
-        delete_space(capped, space_id)
-        code = capped.stop()
-        remove_docker_objects([space_id])
-    assert code == 0
 
 
 def test_stop_during_a_build_hands_it_back_and_the_next_start_finishes_it(request, tmp_path):

@@ -2,15 +2,15 @@
 made with uv (shared by spaces with the same dependencies), without Docker.
 
 One platform (`--runtime local`) serves the module; builds run one at a time. The first Gradio
-and Streamlit builds download their SDKs from PyPI into the uv cache (slow once).
+build downloads its SDK from PyPI into the uv cache (slow once). What every runtime must do
+(Streamlit, crashes, apps that never listen, memory limits, storage, restart/pause/delete,
+re-adoption) is in tests/test_runtime_conformance.py; this module keeps what only venvs have.
 """
 
-import contextlib
 import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import textwrap
 import time
@@ -25,12 +25,13 @@ from tests.conftest import (
     ADMIN_TOKEN,
     EXAMPLES,
     Platform,
-    assert_streamlit_session_renders,
     commit_all,
     explain_failure,
     free_port,
+    kill_leftover_apps,
     make_checkout,
     push,
+    readme,
     start_platform,
     stop_cleanly,
     wait_for,
@@ -68,11 +69,6 @@ gr.Interface(fn=facts, inputs="text", outputs="text").launch()
 """
 
 
-def readme(title: str, sdk: str, **extra: str) -> str:
-    lines = [f"title: {title}", f"sdk: {sdk}", *(f"{key}: {value}" for key, value in extra.items())]
-    return "---\n" + "\n".join(lines) + "\n---\n"
-
-
 @pytest.fixture(scope="module")
 def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """The module's platform, in a dict so that the re-adoption test can restart it."""
@@ -82,14 +78,6 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     yield holder
     stop_cleanly(holder["platform"])
     kill_leftover_apps(data)
-
-
-def kill_leftover_apps(data: Path) -> None:
-    """Apps outlive their platform by design: end the ones this module started."""
-    for record in (data / "run" / "local").glob("*.json"):
-        pid = json.loads(record.read_text())["pid"]
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
 
 
 @pytest.fixture
@@ -268,39 +256,6 @@ def child_processes(marker: str) -> list[int]:
     return found
 
 
-def test_pushed_streamlit_app_renders_a_session(platform: Platform, local: dict) -> None:
-    square = deploy(platform, local["checkouts"], "streamlit-square", EXAMPLES / "streamlit-square")
-    runtime = settle(platform, square)
-    assert runtime["stage"] == "RUNNING", runtime
-    url = path_url(platform, square)
-    assert httpx.get(url, timeout=10).status_code == 200
-    assert_streamlit_session_renders(url, "squared is 49")
-
-
-def test_app_that_exits_is_runtime_error_with_its_last_lines(
-    platform: Platform, local: dict
-) -> None:
-    app = "import sys\nprint('local-crash-marker: giving up', flush=True)\nsys.exit(3)\n"
-    space_id = deploy(
-        platform, local["checkouts"], "crash", {"README.md": readme("C", "gradio"), "app.py": app}
-    )
-    runtime = settle(platform, space_id)
-    assert runtime["stage"] == "RUNTIME_ERROR", runtime
-    assert "local-crash-marker: giving up" in runtime["errorMessage"], runtime
-    assert "code 3" in runtime["errorMessage"], runtime
-
-
-def test_app_that_never_listens_fails_to_start(platform: Platform, local: dict) -> None:
-    app = "import time\nprint('local-mute: thinking', flush=True)\ntime.sleep(3600)\n"
-    files = {"README.md": readme("M", "gradio", startup_duration_timeout="4s"), "app.py": app}
-    space_id = deploy(platform, local["checkouts"], "mute", files)
-    runtime = settle(platform, space_id)
-    assert runtime["stage"] == "RUNTIME_ERROR", runtime
-    assert "within 4 s" in runtime["errorMessage"], runtime
-    assert "local-mute: thinking" in runtime["errorMessage"], runtime
-    assert not list((platform.data_dir / "run" / "local").glob("admin-mute-*.json"))
-
-
 def test_missing_debian_package_is_a_build_error_naming_it(platform: Platform, local: dict) -> None:
     files = {
         "README.md": readme("P", "gradio"),
@@ -312,37 +267,6 @@ def test_missing_debian_package_is_a_build_error_naming_it(platform: Platform, l
     assert runtime["stage"] == "BUILD_ERROR", runtime
     assert "no-such-package-spacehub" in runtime["errorMessage"], runtime
     assert "git," not in runtime["errorMessage"], runtime  # installed on the host: fine
-
-
-def test_platform_restart_adopts_the_running_app(platform: Platform, local: dict) -> None:
-    greet = "admin/greet"
-    assert settle(platform, greet)["stage"] == "RUNNING"
-    before = record_of(platform, greet)
-    stop_cleanly(platform)
-    assert Path(f"/proc/{before['pid']}").exists(), "the app outlives the platform"
-    again = start_platform(platform.data_dir, port=platform.port, RUNTIME="local")
-    local["platform"] = again
-    assert settle(again, greet)["stage"] == "RUNNING"
-    assert record_of(again, greet)["pid"] == before["pid"]
-    assert predict(path_url(again, greet), "Cy", "/greet") == "Hi there, Cy!!"
-
-
-def test_restart_starts_the_venv_release_again(local: dict) -> None:
-    platform = local["platform"]
-    greet = "admin/greet"
-    before = record_of(platform, greet)
-    HfApi(endpoint=platform.url, token=ADMIN_TOKEN).restart_space(greet)
-    wait_for(
-        lambda: (
-            platform.runtime(greet)["stage"] == "RUNNING"
-            and len(pids := [record["pid"] for record in records_of(platform, greet)]) == 1
-            and pids != [before["pid"]]
-        ),
-        60,
-        "the restarted instance",
-    )
-    assert predict(path_url(platform, greet), "Di", "/greet") == "Hi there, Di!!"
-    assert process_gone(before["pid"])
 
 
 def test_unknown_python_version_is_a_build_error_naming_it(local: dict) -> None:
