@@ -22,3 +22,11 @@ ensure_venv() {
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e ".${1:+[$1]}"
 }
+
+# Builds reach PyPI with the host's CA bundle (TLS-inspecting proxies; never left in images),
+# unless SPACEHUB_BUILD_CA_BUNDLE is set already.
+trust_host_ca() {
+  if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+    export SPACEHUB_BUILD_CA_BUNDLE="${SPACEHUB_BUILD_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
+  fi
+}

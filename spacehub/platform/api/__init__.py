@@ -1,1 +1,1 @@
-"""The HTTP API in the Hugging Face Hub's dialect (see shared/HUB_API.md)."""
+"""The HTTP API in the Hugging Face Hub's dialect, as huggingface_hub 2.4 calls it."""
