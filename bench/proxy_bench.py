@@ -167,6 +167,7 @@ def measure(case: Case, rounds: int, seconds: int) -> list[tuple[Result, Result,
         results: dict[int, Result] = {}
         for which in order:
             results[which] = run_wrk(*paths[which], seconds)
+            time.sleep(1)  # let the upstream finish what the closed connections had asked
             light = run_wrk(*paths[which], max(2, seconds // 2), connections=1)
             results[which].light_p99_ms = light.p99_ms
         measured.append((results[0], results[1], results[2]))
