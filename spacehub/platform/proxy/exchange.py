@@ -48,6 +48,23 @@ _NOTABLE_RESPONSE_HEADER = re.compile(
     rb"|content-length):[ \t]*([^\r]*)",
     re.IGNORECASE,
 )
+# Response header names that keep a head off the fast path (looked for in the lower-cased head).
+_SLOW_RESPONSE_HEADERS = (
+    b"\r\ntransfer-encoding:",
+    b"\r\nkeep-alive:",
+    b"\r\nproxy-",
+    b"\r\nte:",
+    b"\r\ntrailer:",
+    b"\r\nupgrade:",
+    b"\r\nlocation:",
+)
+
+
+class _NoCallbacks:
+    """A response parser's protocol without callbacks: llhttp only checks a head and frames it."""
+
+
+_NO_CALLBACKS = _NoCallbacks()
 
 
 @dataclass(slots=True)
@@ -117,6 +134,7 @@ class Exchange:
         "_pending_size",
         "_prefix",
         "_rechunk",
+        "_remaining",
         "_response_complete",
         "_response_started",
         "_retried",
@@ -150,6 +168,7 @@ class Exchange:
         self._status = 0
         self._got_response = False
         self._head_buffer = b""
+        self._remaining = -1  # body bytes still to come on the fast path; -1: not on it
         self._response_started = False
         self._response_complete = False
         self._upstream_keep_alive = False
@@ -342,7 +361,6 @@ class Exchange:
     def _attach(self, conn: UpstreamConnection) -> None:
         self._conn = conn
         conn.listener = self
-        self._parser = httptools.HttpResponseParser(self)
         conn.write(b"".join((self._head, *self._pending)))
         if self._pending_size > self._ctx.limits.max_pending_body:
             self._client.resume_reading()
@@ -363,7 +381,88 @@ class Exchange:
     # The response, from the upstream connection
 
     def upstream_data(self, data: bytes) -> None:
-        self._got_response = True
+        """The fast path: a head that needs no rewriting and a Content-Length body, passed on as
+        they arrive and only counted; anything else goes through the full response parser."""
+        remaining = self._remaining
+        if remaining >= 0:
+            size = len(data)
+            if size < remaining:
+                self._remaining = remaining - size
+                self._client.send(data)
+                return
+            self._fast_end(data[:remaining], size > remaining)
+            return
+        if self._parser is None:
+            if self.done:
+                return
+            self._got_response = True
+            if self._fast_head(data):
+                return
+            self._parser = httptools.HttpResponseParser(self)
+        self._parse(data)
+
+    def _fast_head(self, data: bytes) -> bool:
+        """Forward a response whose head came whole in `data` and may go out as it is."""
+        end = data.find(b"\r\n\r\n") + 4
+        if end == 3 or not data.startswith(b"HTTP/1.1 ") or data[9:10] in b"1":
+            return False  # no head yet, HTTP/1.0, or an interim or upgrade response
+        request = self.request
+        if self._client_close or not self._body_done or request.http10 or request.websocket:
+            return False
+        if self._route is not None and self._route.custom_headers:
+            return False
+        head = data[:end]
+        lowered = head.lower()
+        for name in _SLOW_RESPONSE_HEADERS:
+            if name in lowered:
+                return False
+        start = lowered.find(b"\r\nconnection:")
+        if start >= 0:
+            stop = lowered.index(b"\r\n", start + 2)
+            if lowered[start + 14 : stop].strip() != b"keep-alive":
+                return False
+            if lowered.find(b"\r\nconnection:", stop) >= 0:
+                return False
+            head = head[:start] + head[stop:]
+        parser = httptools.HttpResponseParser(_NO_CALLBACKS)
+        try:
+            parser.feed_data(data[:end])
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            return False  # the full parser says what is wrong with it
+        status = parser.get_status_code()
+        if request.method == b"HEAD" or status in _NO_BODY_STATUSES:
+            length = 0
+        else:
+            start = lowered.find(b"\r\ncontent-length:")
+            if start < 0 or lowered.find(b"\r\ncontent-length:", start + 17) >= 0:
+                return False
+            value = lowered[start + 17 : lowered.index(b"\r\n", start + 2)].strip()
+            if not value.isdigit():
+                return False
+            length = int(value)
+        self._status = status
+        self._response_started = True
+        self._upstream_keep_alive = parser.should_keep_alive()
+        body = len(data) - end
+        if body < length:
+            self._remaining = length - body
+            self._client.send(data if len(head) == end else head + data[end:])
+        elif body == length:
+            self._fast_end(data if len(head) == end else head + data[end:], False)
+        else:
+            self._fast_end(head + data[end : end + length], True)
+        return True
+
+    def _fast_end(self, data: bytes, extra: bool) -> None:
+        """The last bytes of a fast-path response; `extra`: the app sent more, it is broken."""
+        if extra:
+            self._upstream_keep_alive = False
+        self._remaining = -1
+        self._response_complete = True
+        self._client.send(data)
+        self._finish()
+
+    def _parse(self, data: bytes) -> None:
         if self._status == 0:
             self._head_buffer += data  # a head in progress: it may be forwarded as it came
         assert self._parser is not None
