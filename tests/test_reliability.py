@@ -98,7 +98,7 @@ def test_health_lists_the_platforms_loops_running(platform: Platform):
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["status"] == "ok"
-    assert {"build-workers", "space-watcher", "unbuilt-heads"} <= set(body["loops"])
+    assert {"build-workers", "supervisor", "unbuilt-heads"} <= set(body["loops"])
     assert all(loop["running"] for loop in body["loops"].values())
 
 

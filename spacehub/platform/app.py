@@ -27,9 +27,9 @@ from spacehub.platform.limits import BodySizeLimit
 from spacehub.platform.loops import keep_running
 from spacehub.platform.openapi_schema import install_valid_openapi
 from spacehub.platform.pushes import build_unbuilt_heads
-from spacehub.platform.scheduler import adopt_instances, watch_spaces
 from spacehub.platform.services import accounts, builds
 from spacehub.platform.settings import Settings
+from spacehub.platform.supervisor import Supervisor
 from spacehub.platform.worker import run_build_workers
 from spacehub.runtime import load_runtime_class
 from spacehub.runtime.base import Runtime
@@ -45,11 +45,12 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         await to_thread.run_sync(prepare_database, platform)
         ssh = await start_ssh_server(platform)
         platform.runtime = await connect_runtime(settings)
-        await adopt_instances(platform)
+        supervisor = platform.supervisor = Supervisor(platform)
+        await supervisor.adopt()
         stop = asyncio.Event()
         loops: dict[str, Callable[[], Awaitable[None]]] = {
             "build-workers": lambda: run_build_workers(platform, settings.build_workers, stop),
-            "space-watcher": lambda: watch_spaces(platform, stop),
+            "supervisor": lambda: supervisor.run(stop),
             "unbuilt-heads": lambda: build_unbuilt_heads(platform, stop),
         }
         tasks = [

@@ -3,6 +3,7 @@
 import asyncio
 import secrets
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
@@ -14,6 +15,9 @@ from spacehub.platform.security import SecretBox, load_or_create_key
 from spacehub.platform.settings import Settings
 from spacehub.runtime.base import Runtime
 
+if TYPE_CHECKING:
+    from spacehub.platform.supervisor import Supervisor
+
 
 @dataclass
 class Platform:
@@ -24,6 +28,7 @@ class Platform:
     platform_id: str
     routes: RouteTable = field(default_factory=RouteTable)
     runtime: Runtime | None = None
+    supervisor: "Supervisor | None" = None  # in `serve` only: the one owner of instances
     build_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     loops: dict[str, LoopHealth] = field(default_factory=dict)
 

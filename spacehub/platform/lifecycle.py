@@ -1,6 +1,5 @@
 """Operations on a space that span the database, its repository, the runtime and the routes."""
 
-import asyncio
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -8,12 +7,9 @@ from pathlib import Path
 from anyio import to_thread
 from sqlmodel import Session
 
-from spacehub.core.errors import Conflict, SpacehubError, Unprocessable
-from spacehub.core.release import Artifact
-from spacehub.core.space_config import SpaceConfig
-from spacehub.core.stages import Stage, starting_stage
+from spacehub.core.errors import Conflict
+from spacehub.core.stages import Stage
 from spacehub.platform.context import Platform
-from spacehub.platform.db import session_scope
 from spacehub.platform.git import lfs_store
 from spacehub.platform.git.first_commit import make_first_commit
 from spacehub.platform.git.history import copy_history
@@ -21,11 +17,9 @@ from spacehub.platform.git.repos import head_commit, init_bare, repo_path
 from spacehub.platform.git.writing import Author
 from spacehub.platform.models import BuildStatus, Space, User, utcnow
 from spacehub.platform.pushes import build_new_head
-from spacehub.platform.rollout import StartFailed, instance_from_state, publish_route, roll_out
-from spacehub.platform.services import builds, secrets, spaces
+from spacehub.platform.rollout import publish_route
+from spacehub.platform.services import builds, desired, secrets, spaces
 from spacehub.platform.services.spaces import owner_of, set_stage
-
-_background: set[asyncio.Task] = set()
 
 
 async def create_space(
@@ -58,8 +52,9 @@ async def delete_space(platform: Platform, session: Session, space: Space) -> No
     owner = owner_of(session, space)
     set_stage(session, space, Stage.DELETING)
     space_id = f"{owner.name}/{space.name}"
-    if platform.runtime is not None:
-        await platform.runtime.remove_space(space_id)
+    if platform.supervisor is not None:
+        assert space.id is not None
+        await platform.supervisor.remove_space(space.id, space_id)
     platform.routes.remove(space_id)
     settings = platform.settings
     for path in (
@@ -71,7 +66,7 @@ async def delete_space(platform: Platform, session: Session, space: Space) -> No
 
 
 async def restart_space(platform: Platform, session: Session, space: Space, factory: bool) -> None:
-    """Start the release again (health-gated); a factory restart rebuilds without cache."""
+    """Start the release again (health-gated, by the supervisor); a factory restart rebuilds."""
     if factory or space.release_ref is None:
         owner = owner_of(session, space)
         repo = repo_path(platform.settings.repos_dir, owner.name, space.name)
@@ -79,49 +74,28 @@ async def restart_space(platform: Platform, session: Session, space: Space, fact
         if head is None:
             raise Conflict("nothing to build yet: push a commit first")
         builds.enqueue(session, space, head, no_cache=factory)
+        desired.want_running(session, space)
         if space.stage == Stage.PAUSED:  # a push leaves a paused space paused; a restart does not
             set_stage(session, space, Stage.BUILDING)
         platform.build_wakeup.set()
         return
-    if space.release_kind == "static":
-        set_stage(session, space, Stage.RUNNING)
-        publish_route(platform, session, space)
-        return
-    if platform.runtime is None:
-        raise Unprocessable("no container runtime is available to restart this space")
-    kind = "venv" if space.release_kind == "venv" else "image"
-    artifact = Artifact(kind=kind, ref=space.release_ref, commit=space.current_commit or "")
-    config = SpaceConfig.model_validate(space.card_data)
-    set_stage(session, space, starting_stage(space.instance_state is not None))
-    task = asyncio.create_task(_restart_in_background(platform, space.id, artifact, config))
-    _background.add(task)
-    task.add_done_callback(_background.discard)
-
-
-async def _restart_in_background(
-    platform: Platform, space_id: int, artifact: Artifact, config: SpaceConfig
-) -> None:
-    try:
-        await roll_out(platform, space_id, artifact, config)
-    except (StartFailed, SpacehubError) as error:
-        reason = (
-            f"{error.reason}\n{error.log_tail}"
-            if isinstance(error, StartFailed)
-            else f"the release could not start: {error.message}; push again or factory rebuild"
-        )
-        with session_scope(platform.engine) as session:
-            space = session.get(Space, space_id)
-            if space is not None:
-                set_stage(session, space, Stage.RUNTIME_ERROR, reason)
-                publish_route(platform, session, space)
+    desired.want_restart(session, space)
+    publish_route(platform, session, space)
+    _wake(platform)
 
 
 async def pause_space(platform: Platform, session: Session, space: Space) -> None:
-    if space.instance_state is not None and platform.runtime is not None:
-        await platform.runtime.stop(instance_from_state(space.instance_state))
-    space.instance_state = None
-    set_stage(session, space, Stage.PAUSED)
+    """PAUSED at once; returns once the supervisor has stopped the instance."""
+    desired.want_paused(session, space)
     publish_route(platform, session, space)
+    if platform.supervisor is not None:
+        assert space.id is not None
+        await platform.supervisor.settle(space.id)
+
+
+def _wake(platform: Platform) -> None:
+    if platform.supervisor is not None:
+        platform.supervisor.wake()
 
 
 @dataclass(frozen=True)
@@ -241,11 +215,7 @@ async def move_space(
         raise
     platform.routes.remove(old_id)
     publish_route(platform, session, space)
-    if (
-        space.release_kind in ("image", "venv")
-        and space.instance_state is not None
-        and platform.runtime is not None
-    ):
+    if space.release_kind in ("image", "venv") and space.instance_state is not None:
         # Containers carry the space id in their labels and SPACE_ID: start the release again
         # under the new one (health-gated; the old container serves until the new one answers).
         await restart_space(platform, session, space, factory=False)

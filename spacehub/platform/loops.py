@@ -50,3 +50,11 @@ async def keep_running(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay)
         delay = min(delay * 2, MAX_RESTART_SECONDS)
+
+
+async def idle(wakeup: asyncio.Event, stop: asyncio.Event, seconds: float) -> None:
+    """Wait until `wakeup` or `stop` is set, or `seconds` pass."""
+    waits = [asyncio.ensure_future(wakeup.wait()), asyncio.ensure_future(stop.wait())]
+    await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in waits:
+        waiter.cancel()

@@ -85,6 +85,15 @@ class Space(SQLModel, table=True):
     instance_state: dict | None = Field(
         default=None, sa_column=Column(JSON(none_as_null=True), nullable=True)
     )
+    # Desired state, written by builds and the API, carried out by the supervisor alone:
+    # the release to run ({kind, ref, commit, build}), "running" or "paused", and a generation
+    # each request bumps; the supervisor sets live_generation once it has acted on one.
+    desired_release: dict | None = Field(
+        default=None, sa_column=Column(JSON(none_as_null=True), nullable=True)
+    )
+    desired_state: str = Field(default="running", max_length=16)
+    desired_generation: int = 0
+    live_generation: int = 0
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

@@ -25,9 +25,21 @@ class PruneJob:
 
 
 def kept_commits(session: Session, space: Space, count: int) -> frozenset[str]:
-    """The live commit, the one a running instance uses, and the last `count` others built."""
-    live = {space.current_commit, (space.instance_state or {}).get("commit")}
+    """The live and desired commits, a running instance's, and the last `count` others built."""
+    live = {
+        space.current_commit,
+        (space.instance_state or {}).get("commit"),
+        (space.desired_release or {}).get("commit"),
+    }
     keep = {commit for commit in live if commit}
+    # A build under way may have written its release without recording it yet.
+    keep |= set(
+        session.exec(
+            select(Build.commit).where(
+                Build.space_id == space.id, Build.status == BuildStatus.RUNNING
+            )
+        ).all()
+    )
     recent = session.exec(
         select(Build.commit)
         .where(Build.space_id == space.id, Build.status == BuildStatus.SUCCEEDED)
@@ -46,8 +58,7 @@ def kept_commits(session: Session, space: Space, count: int) -> frozenset[str]:
 async def prune_releases(platform: Platform, space_row_id: int) -> None:
     """Remove a space's static releases and images beyond those kept; a failure is only logged.
 
-    Called by the build worker while it still holds the space's build, so that no other build
-    of the space writes a release meanwhile.
+    Called by the supervisor once a release is live; releases of builds under way are kept.
     """
     try:
         with session_scope(platform.engine) as session:

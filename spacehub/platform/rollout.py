@@ -1,35 +1,22 @@
-"""Put a release live: deploy → health gate → switch the route → stop the old instance."""
+"""What putting a release live needs: the app's spec and environment, its route, its health.
+
+The supervisor (supervisor.py) is the one that deploys, gates and switches.
+"""
 
 import asyncio
-import logging
 import os
-import time
 
 from sqlmodel import Session
 
 from spacehub.core.hardware import flavor
 from spacehub.core.release import AppSpec, Artifact, Limits
-from spacehub.core.space_config import SpaceConfig
-from spacehub.core.stages import Stage, starting_stage
 from spacehub.platform.context import Platform
-from spacehub.platform.db import session_scope
-from spacehub.platform.models import Space, utcnow
+from spacehub.platform.models import Space
 from spacehub.platform.route_table import Route, Upstream
 from spacehub.platform.services import accounts, secrets
 from spacehub.platform.services.builds import is_serving
 from spacehub.platform.services.spaces import owner_of
-from spacehub.runtime.base import Instance, InstanceState
-
-log = logging.getLogger(__name__)
-HEALTH_POLL_SECONDS = 0.2
-LOG_TAIL_LINES = 30
-
-
-class StartFailed(Exception):
-    def __init__(self, reason: str, log_tail: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.log_tail = log_tail
+from spacehub.runtime.base import Instance
 
 
 def publish_route(platform: Platform, session: Session, space: Space) -> None:
@@ -114,77 +101,6 @@ def instance_from_state(state: dict) -> Instance:
     )
 
 
-async def roll_out(
-    platform: Platform, space_id: int, artifact: Artifact, config: SpaceConfig
-) -> None:
-    """Make `artifact` the live release; on failure the old release stays live (StartFailed)."""
-    with session_scope(platform.engine) as session:
-        space = session.get(Space, space_id)
-        assert space is not None
-        old = instance_from_state(space.instance_state) if space.instance_state else None
-        if artifact.kind == "static":
-            _record_release(session, space, artifact, None)
-            publish_route(platform, session, space)
-        else:
-            runtime = platform.runtime
-            assert runtime is not None
-            space.stage = starting_stage(is_serving(space))
-            session.add(space)
-            session.commit()
-            spec = app_spec(platform, session, space, artifact)
-            instance = await runtime.deploy(spec)
-            try:
-                await wait_until_answers(platform, instance, config.startup_timeout_seconds)
-            except BaseException:  # a failed start, or a platform stop: leave no orphan
-                await runtime.stop(instance)
-                raise
-            _record_release(session, space, artifact, instance)
-            publish_route(platform, session, space)
-    if old is not None and platform.runtime is not None:
-        await platform.runtime.stop(old)
-
-
-def _record_release(
-    session: Session, space: Space, artifact: Artifact, instance: Instance | None
-) -> None:
-    space.current_commit = artifact.commit
-    space.release_ref = artifact.ref
-    space.release_kind = artifact.kind
-    space.instance_state = instance_state(instance) if instance else None
-    space.stage = Stage.RUNNING
-    space.error_message = None
-    space.updated_at = utcnow()
-    session.add(space)
-    session.commit()
-
-
-async def wait_until_answers(platform: Platform, instance: Instance, timeout: float) -> None:
-    """Return once the instance answers HTTP at all (any status); raise StartFailed otherwise."""
-    runtime = platform.runtime
-    assert runtime is not None
-    deadline = time.monotonic() + timeout
-    next_status_check = 0.0
-    while time.monotonic() < deadline:
-        if await answers_http(instance.host, instance.port):
-            return
-        if time.monotonic() >= next_status_check:
-            status = await runtime.status(instance)
-            if status.state != InstanceState.RUNNING:
-                reason = (
-                    "the app was killed: out of memory"
-                    if status.oom_killed
-                    else (f"the app exited with code {status.exit_code} while starting")
-                )
-                raise StartFailed(reason, await log_tail(platform, instance))
-            next_status_check = time.monotonic() + 1
-        await asyncio.sleep(HEALTH_POLL_SECONDS)
-    raise StartFailed(
-        f"the app did not answer HTTP on port {instance.port} within {timeout:.0f} s "
-        "(startup_duration_timeout)",
-        await log_tail(platform, instance),
-    )
-
-
 async def answers_http(host: str, port: int) -> bool:
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
@@ -199,14 +115,3 @@ async def answers_http(host: str, port: int) -> bool:
         return False
     finally:
         writer.close()
-
-
-async def log_tail(platform: Platform, instance: Instance, count: int = LOG_TAIL_LINES) -> str:
-    assert platform.runtime is not None
-    lines: list[str] = []
-    try:
-        async for line in platform.runtime.logs(instance):
-            lines = [*lines[-(count - 1) :], line.rstrip("\n")]
-    except Exception:  # the instance may be gone already: the reason matters more than its log
-        log.exception("could not read the log of %s", instance.space_id)
-    return "\n".join(lines)

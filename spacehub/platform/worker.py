@@ -1,4 +1,7 @@
-"""The build worker: claim a queued build, turn its commit into a release, roll it out."""
+"""The build worker: claim a queued build, turn its commit into a release and record it.
+
+It never starts an instance: the supervisor puts the recorded release live.
+"""
 
 import asyncio
 import logging
@@ -22,10 +25,9 @@ from spacehub.platform.build_logs import LogWriter
 from spacehub.platform.context import Platform
 from spacehub.platform.db import session_scope
 from spacehub.platform.git.repos import export_commit, head_commit, repo_path
+from spacehub.platform.loops import idle
 from spacehub.platform.models import Build, Space
-from spacehub.platform.pruning import prune_releases
-from spacehub.platform.rollout import StartFailed, roll_out
-from spacehub.platform.services import builds, secrets
+from spacehub.platform.services import builds, desired, secrets
 from spacehub.platform.services.spaces import owner_of, set_stage
 
 log = logging.getLogger(__name__)
@@ -75,15 +77,7 @@ async def run_build_worker(platform: Platform, name: str, stop: asyncio.Event) -
             build = None
         if build is None:
             platform.build_wakeup.clear()
-            waits = [
-                asyncio.ensure_future(platform.build_wakeup.wait()),
-                asyncio.ensure_future(stop.wait()),
-            ]
-            await asyncio.wait(
-                waits, timeout=IDLE_POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED
-            )
-            for waiter in waits:
-                waiter.cancel()
+            await idle(platform.build_wakeup, stop, IDLE_POLL_SECONDS)
             continue
         try:
             await process_build(platform, build)
@@ -141,17 +135,11 @@ async def process_build(platform: Platform, build: Build) -> None:
         job.log.write(
             "Build finished; starting the app" if artifact.kind != "static" else "Release ready"
         )
-        try:
-            await roll_out(platform, job.space_id, artifact, plan.config)
-        except StartFailed as error:
-            job.log.write(f"Start failed: {error.reason}\n{error.log_tail}")
-            _fail_start(platform, job.build, f"{error.reason}\n{error.log_tail}".strip())
-            return
-        # Before `finish`: while this build runs, no other build of the space writes a release.
-        await prune_releases(platform, job.space_id)
+        await to_thread.run_sync(_record_release, platform, job, artifact)
         with session_scope(platform.engine) as session:
             builds.finish(session, session.get(Build, job.build.id))
-        job.log.write("Live")
+        if platform.supervisor is not None:  # in `serve`; from a `spacehub worker`, its next tick
+            platform.supervisor.wake()
     finally:
         await to_thread.run_sync(lambda: shutil.rmtree(job.workdir, ignore_errors=True))
 
@@ -177,6 +165,11 @@ async def _prepare(platform: Platform, build: Build) -> BuildJob | None:
             log.write(f"{row.commit} is live already")
             builds.finish(session, row)
             set_stage(session, space, Stage.RUNNING)
+            return None
+        going_live = space.desired_generation != space.live_generation
+        if going_live and not row.no_cache and row.commit == desired.wanted_commit(space):
+            log.write(f"{row.commit} is built already and going live")
+            builds.finish(session, row)
             return None
         set_stage(session, space, building_stage(builds.is_serving(space)))
         return BuildJob(
@@ -278,6 +271,14 @@ def _record_config(platform: Platform, space_id: int | None, plan: BuildPlan) ->
         session.commit()
 
 
+def _record_release(platform: Platform, job: BuildJob, artifact: Artifact) -> None:
+    """The release is the space's desired one now: the supervisor puts it live."""
+    with session_scope(platform.engine) as session:
+        space = session.get(Space, job.space_id)
+        assert space is not None
+        desired.want_release(session, space, artifact, job.build.id)
+
+
 def _fail(platform: Platform, build: Build, stage: Stage, message: str) -> None:
     with session_scope(platform.engine) as session:
         row = session.get(Build, build.id)
@@ -286,17 +287,6 @@ def _fail(platform: Platform, build: Build, stage: Stage, message: str) -> None:
             builds.finish(session, row, error=message)
         if space is not None:
             set_stage(session, space, stage, message)
-
-
-def _fail_start(platform: Platform, build: Build, message: str) -> None:
-    """A new release that does not start: RUNTIME_ERROR, unless the old release still serves."""
-    with session_scope(platform.engine) as session:
-        space = session.get(Space, build.space_id)
-        serving = space is not None and space.instance_state is not None
-    if serving:
-        _fail(platform, build, Stage.RUNNING, f"the new release did not start: {message}")
-    else:
-        _fail(platform, build, Stage.RUNTIME_ERROR, message)
 
 
 async def _in_daemon_thread(work: Callable[[], Result]) -> Result:

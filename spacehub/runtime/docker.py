@@ -79,7 +79,7 @@ def container_spec(
         # An init as PID 1 forwards SIGTERM (a bare Python PID 1 ignores it, so every stop
         # would wait out the timeout) and reaps the zombies of apps that spawn processes.
         "init": True,
-        # The platform's scheduler restarts crashed apps with backoff; Docker must not race it.
+        # The platform's supervisor restarts crashed apps with backoff; Docker must not race it.
         "restart_policy": {"Name": "no"},
         # json-file whatever the daemon's default, so that `logs` works; capped for the disk.
         "log_config": LogConfig(

@@ -1,0 +1,426 @@
+"""The one owner of instances: it reconciles each space's desired state with what runs.
+
+Builds record releases and the API records what it wants (services/desired.py); only this
+module calls `Runtime.deploy/stop/restart`. It puts releases live behind a health gate, restarts
+crashed instances with backoff, re-adopts instances after a platform restart and stops orphans,
+and stops paused spaces. One operation per space at a time; no database session is held across
+an await (every database call runs in a thread, in a session of its own).
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from anyio import to_thread
+from sqlmodel import Session, select
+
+from spacehub.core.errors import SpacehubError
+from spacehub.core.release import AppSpec, Artifact
+from spacehub.core.space_config import SpaceConfig
+from spacehub.core.stages import Stage
+from spacehub.platform.build_logs import LogWriter
+from spacehub.platform.context import Platform
+from spacehub.platform.db import session_scope
+from spacehub.platform.loops import idle
+from spacehub.platform.models import Build, Space, utcnow
+from spacehub.platform.pruning import prune_releases
+from spacehub.platform.rollout import (
+    answers_http,
+    app_spec,
+    instance_from_state,
+    instance_state,
+    publish_route,
+)
+from spacehub.platform.services import desired
+from spacehub.platform.services.builds import is_serving
+from spacehub.platform.services.spaces import owner_of, set_stage
+from spacehub.runtime.base import Instance, InstanceState, Runtime
+
+log = logging.getLogger(__name__)
+WATCH_SECONDS = 1.0
+HEALTH_POLL_SECONDS = 0.2
+LOG_TAIL_LINES = 30
+FIRST_BACKOFF_SECONDS = 1.0
+STABLE_SECONDS = 30.0  # up this long after a restart: the next crash starts a fresh backoff
+QUIET_STAGES = frozenset({Stage.PAUSED, Stage.DELETING, Stage.RUNTIME_ERROR})
+
+
+class StartFailed(Exception):
+    def __init__(self, reason: str, log_tail: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.log_tail = log_tail
+
+
+@dataclass
+class CrashRecord:
+    failures: int = 0
+    next_try: float = 0.0
+    restarted_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class SpaceView:
+    """What the supervisor needs of one space, read in one short session."""
+
+    id: int
+    space_id: str
+    stage: Stage
+    desired_state: str
+    desired_release: dict | None
+    desired_generation: int
+    live_generation: int
+    instance: Instance | None
+
+    @classmethod
+    def of(cls, session: Session, space: Space) -> "SpaceView":
+        assert space.id is not None
+        return cls(
+            id=space.id,
+            space_id=f"{owner_of(session, space).name}/{space.name}",
+            stage=space.stage,
+            desired_state=space.desired_state,
+            desired_release=space.desired_release or desired.live_release(space),
+            desired_generation=space.desired_generation,
+            live_generation=space.live_generation,
+            instance=instance_from_state(space.instance_state) if space.instance_state else None,
+        )
+
+    @property
+    def to_stop(self) -> bool:
+        return self.desired_state == desired.PAUSED and self.instance is not None
+
+    @property
+    def to_roll_out(self) -> bool:
+        return (
+            self.desired_state == desired.RUNNING
+            and self.desired_generation != self.live_generation
+            and self.stage != Stage.DELETING
+        )
+
+    @property
+    def to_watch(self) -> bool:
+        return self.instance is not None and self.stage not in QUIET_STAGES
+
+
+class Supervisor:
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self._wakeup = asyncio.Event()
+        self._tasks: dict[int, asyncio.Task] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._crashes: dict[int, CrashRecord] = {}
+
+    @property
+    def runtime(self) -> Runtime:
+        assert self.platform.runtime is not None
+        return self.platform.runtime
+
+    def wake(self) -> None:
+        """Look at every space now rather than at the next tick (a build or a route wrote)."""
+        self._wakeup.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Reconcile every space each tick until `stop`; one failing space does not stop it."""
+        try:
+            while not stop.is_set():
+                self._wakeup.clear()  # before the pass: a wake during it means another pass
+                try:
+                    await self._start_due_work()
+                except Exception:
+                    log.exception("supervising spaces failed; trying again")
+                await idle(self._wakeup, stop, WATCH_SECONDS)
+        finally:
+            tasks = list(self._tasks.values())
+            for task in tasks:
+                task.cancel()  # a rollout cut short stops its new instance; the old one runs on
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def settle(self, space_row_id: int) -> None:
+        """Carry out the space's desired state now and return once done (pause waits on it)."""
+        await self._cancel(space_row_id)
+        async with self._lock(space_row_id):
+            await self._reconcile(space_row_id)
+
+    async def remove_space(self, space_row_id: int, space_id: str) -> None:
+        """Remove the space's instances, images and volumes: the space is being deleted."""
+        await self._cancel(space_row_id)
+        async with self._lock(space_row_id):
+            await self.runtime.remove_space(space_id)
+        self._locks.pop(space_row_id, None)
+        self._crashes.pop(space_row_id, None)
+
+    async def adopt(self) -> None:
+        """After a platform restart: re-attach to live instances and stop orphans.
+
+        A recorded instance that is gone (removed while the platform was down, or the host
+        rebooted) is started again unless its space is paused.
+        """
+        runtime = self.runtime
+        views = await to_thread.run_sync(self._read_views)
+        existing = await runtime.list_instances()
+        adopted: dict[int, Instance | None] = {}
+        for view in views:
+            if view.instance is not None:
+                adopted[view.id] = await runtime.adopt(view.instance.state)
+        await to_thread.run_sync(self._record_adoption, adopted)
+        kept = {_identity(instance) for instance in adopted.values() if instance is not None}
+        ours = {view.space_id for view in views}
+        for orphan in existing:
+            # Instances of our spaces that no space records: a rollout a crash cut short. Other
+            # platforms' spaces may share the Docker engine: they are not ours to stop.
+            if orphan.space_id in ours and _identity(orphan) not in kept:
+                log.warning("stopping an orphan instance of %s", orphan.space_id)
+                await runtime.stop(orphan)
+
+    def _lock(self, space_row_id: int) -> asyncio.Lock:
+        return self._locks.setdefault(space_row_id, asyncio.Lock())
+
+    async def _cancel(self, space_row_id: int) -> None:
+        task = self._tasks.get(space_row_id)
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(task, return_exceptions=True)
+
+    async def _start_due_work(self) -> None:
+        for view in await to_thread.run_sync(self._read_views):
+            busy = self._tasks.get(view.id)
+            if busy is not None and not busy.done():
+                continue
+            if view.to_stop or view.to_roll_out or view.to_watch:
+                task = asyncio.create_task(self._reconcile_locked(view.id))
+                self._tasks[view.id] = task
+
+    async def _reconcile_locked(self, space_row_id: int) -> None:
+        try:
+            async with self._lock(space_row_id):
+                await self._reconcile(space_row_id)
+        except Exception:
+            log.exception("supervising space %s failed; trying again", space_row_id)
+
+    async def _reconcile(self, space_row_id: int) -> None:
+        view = await to_thread.run_sync(self._read_view, space_row_id)
+        if view is None:
+            return
+        if view.to_stop:
+            await self._pause(view)
+        elif view.to_roll_out:
+            await self._roll_out(view)
+        elif view.to_watch:
+            await self._watch(view)
+
+    async def _pause(self, view: SpaceView) -> None:
+        assert view.instance is not None
+        await self.runtime.stop(view.instance)
+        await to_thread.run_sync(self._record_instance, view.id, None)
+        self._crashes.pop(view.id, None)
+
+    async def _roll_out(self, view: SpaceView) -> None:
+        """Deploy → health gate → switch the route → stop the old instance.
+
+        A start that fails leaves the old instance live and records why.
+        """
+        release = view.desired_release
+        build_log = await to_thread.run_sync(self._build_log, release)
+        if release is None:  # nothing built yet: the build that comes records a release
+            await to_thread.run_sync(self._record_failure, view, None, None)
+            return
+        artifact = desired.wanted_artifact(release)
+        if artifact.kind == "static":
+            await to_thread.run_sync(self._record_live, view, artifact, None)
+        else:
+            prepared = await to_thread.run_sync(self._prepare, view.id, artifact)
+            if prepared is None:
+                return
+            spec, timeout = prepared
+            try:
+                instance = await self.runtime.deploy(spec)
+            except SpacehubError as error:
+                reason = f"the release could not start: {error.message}"
+                await to_thread.run_sync(self._record_failure, view, reason, build_log)
+                return
+            try:
+                await self._wait_until_answers(instance, timeout)
+            except StartFailed as error:
+                await self.runtime.stop(instance)
+                reason = f"{error.reason}\n{error.log_tail}".strip()
+                await to_thread.run_sync(self._record_failure, view, reason, build_log)
+                return
+            except BaseException:  # a platform stop or a pause: leave no orphan
+                await self.runtime.stop(instance)
+                raise
+            await to_thread.run_sync(self._record_live, view, artifact, instance)
+        self._crashes.pop(view.id, None)
+        if build_log is not None:
+            build_log.write("Live")
+        if view.instance is not None:
+            await self.runtime.stop(view.instance)
+        await prune_releases(self.platform, view.id)
+
+    async def _watch(self, view: SpaceView) -> None:
+        """Restart a crashed instance with exponential backoff; RUNTIME_ERROR after max_restarts."""
+        instance = view.instance
+        assert instance is not None
+        status = await self.runtime.status(instance)
+        record = self._crashes.get(view.id)
+        if status.state == InstanceState.RUNNING:
+            if record is not None and time.monotonic() - record.restarted_at > STABLE_SECONDS:
+                del self._crashes[view.id]
+            return
+        record = self._crashes.setdefault(view.id, CrashRecord())
+        if time.monotonic() < record.next_try:
+            return
+        if record.failures >= self.platform.settings.max_restarts:
+            reason = "out of memory" if status.oom_killed else f"exit code {status.exit_code}"
+            tail = await self._log_tail(instance)
+            message = f"the app kept crashing ({reason})\n{tail}"
+            await to_thread.run_sync(self._give_up, view.id, message)
+            self._crashes.pop(view.id, None)
+            return
+        record.failures += 1
+        record.restarted_at = time.monotonic()
+        record.next_try = record.restarted_at + FIRST_BACKOFF_SECONDS * 2 ** (record.failures - 1)
+        log.warning("restarting %s after a crash (%d)", instance.space_id, record.failures)
+        restarted = await self.runtime.restart(instance)
+        await to_thread.run_sync(self._record_instance, view.id, restarted)
+
+    async def _wait_until_answers(self, instance: Instance, timeout: float) -> None:
+        """Return once the instance answers HTTP at all (any status); else raise StartFailed."""
+        deadline = time.monotonic() + timeout
+        next_status_check = 0.0
+        while time.monotonic() < deadline:
+            if await answers_http(instance.host, instance.port):
+                return
+            if time.monotonic() >= next_status_check:
+                status = await self.runtime.status(instance)
+                if status.state != InstanceState.RUNNING:
+                    reason = (
+                        "the app was killed: out of memory"
+                        if status.oom_killed
+                        else f"the app exited with code {status.exit_code} while starting"
+                    )
+                    raise StartFailed(reason, await self._log_tail(instance))
+                next_status_check = time.monotonic() + 1
+            await asyncio.sleep(HEALTH_POLL_SECONDS)
+        raise StartFailed(
+            f"the app did not answer HTTP on port {instance.port} within {timeout:.0f} s "
+            "(startup_duration_timeout)",
+            await self._log_tail(instance),
+        )
+
+    async def _log_tail(self, instance: Instance, count: int = LOG_TAIL_LINES) -> str:
+        lines: list[str] = []
+        try:
+            async for line in self.runtime.logs(instance):
+                lines = [*lines[-(count - 1) :], line.rstrip("\n")]
+        except Exception:  # the instance may be gone already: the reason matters more
+            log.exception("could not read the log of %s", instance.space_id)
+        return "\n".join(lines)
+
+    # Database work: each runs in a thread, in a short session of its own.
+
+    def _read_views(self) -> list[SpaceView]:
+        with session_scope(self.platform.engine) as session:
+            return [SpaceView.of(session, space) for space in session.exec(select(Space)).all()]
+
+    def _read_view(self, space_row_id: int) -> SpaceView | None:
+        with session_scope(self.platform.engine) as session:
+            space = session.get(Space, space_row_id)
+            return None if space is None else SpaceView.of(session, space)
+
+    def _build_log(self, release: dict | None) -> LogWriter | None:
+        """The log of the build that made `release`: its start (or failure) is told there too."""
+        build_id = (release or {}).get("build")
+        if build_id is None:
+            return None
+        with session_scope(self.platform.engine) as session:
+            build = session.get(Build, build_id)
+            path = build.log_path if build is not None else None
+        return LogWriter(Path(path)) if path else None
+
+    def _prepare(self, space_row_id: int, artifact: Artifact) -> tuple[AppSpec, float] | None:
+        with session_scope(self.platform.engine) as session:
+            space = session.get(Space, space_row_id)
+            if space is None:
+                return None
+            config = SpaceConfig.model_validate(space.card_data)
+            return app_spec(self.platform, session, space, artifact), config.startup_timeout_seconds
+
+    def _record_live(self, view: SpaceView, artifact: Artifact, instance: Instance | None) -> None:
+        with session_scope(self.platform.engine) as session:
+            space = session.get(Space, view.id)
+            if space is None:
+                return
+            space.current_commit = artifact.commit
+            space.release_ref = artifact.ref
+            space.release_kind = artifact.kind
+            space.instance_state = instance_state(instance) if instance else None
+            space.live_generation = view.desired_generation
+            space.stage = Stage.RUNNING
+            space.error_message = None
+            space.updated_at = utcnow()
+            session.add(space)
+            session.commit()
+            publish_route(self.platform, session, space)
+
+    def _record_failure(
+        self, view: SpaceView, reason: str | None, build_log: LogWriter | None
+    ) -> None:
+        """A release that did not start: RUNTIME_ERROR, unless the old release still serves."""
+        if build_log is not None and reason is not None:
+            build_log.write(f"Start failed: {reason}")
+        with session_scope(self.platform.engine) as session:
+            space = session.get(Space, view.id)
+            if space is None:
+                return
+            space.live_generation = view.desired_generation
+            session.add(space)
+            session.commit()
+            if reason is not None:
+                if space.instance_state is not None and is_serving(space):
+                    message = f"the new release did not start: {reason}"
+                    set_stage(session, space, Stage.RUNNING, message)
+                else:
+                    set_stage(session, space, Stage.RUNTIME_ERROR, reason)
+            publish_route(self.platform, session, space)
+
+    def _record_instance(self, space_row_id: int, instance: Instance | None) -> None:
+        with session_scope(self.platform.engine) as session:
+            space = session.get(Space, space_row_id)
+            if space is None:
+                return
+            space.instance_state = instance_state(instance) if instance else None
+            space.updated_at = utcnow()
+            session.add(space)
+            session.commit()
+            publish_route(self.platform, session, space)
+
+    def _give_up(self, space_row_id: int, message: str) -> None:
+        with session_scope(self.platform.engine) as session:
+            space = session.get(Space, space_row_id)
+            if space is not None:
+                set_stage(session, space, Stage.RUNTIME_ERROR, message)
+                publish_route(self.platform, session, space)
+
+    def _record_adoption(self, adopted: dict[int, Instance | None]) -> None:
+        with session_scope(self.platform.engine) as session:
+            for space in session.exec(select(Space)).all():
+                if space.id in adopted:
+                    instance = adopted[space.id]
+                    space.instance_state = instance_state(instance) if instance else None
+                    session.add(space)
+                    session.commit()
+                    vanished = instance is None and space.desired_state == desired.RUNNING
+                    pending = space.desired_generation != space.live_generation
+                    if vanished and not pending and space.stage != Stage.DELETING:
+                        desired.want_restart(session, space)
+                publish_route(self.platform, session, space)
+
+
+def _identity(instance: Instance) -> str:
+    return json.dumps(instance.state, sort_keys=True)
