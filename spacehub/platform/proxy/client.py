@@ -34,6 +34,7 @@ class ClientConnection(asyncio.Protocol):
         # The head being parsed.
         self._in_head = False
         self._head_bytes = 0
+        self._head_size = 0
         self._url = b""
         self._headers: Headers = []
         self._refused = 0
@@ -106,6 +107,7 @@ class ClientConnection(asyncio.Protocol):
         self._in_head = True
         self._url = b""
         self._headers = []
+        self._head_size = 0
         self._set_deadline(self._limits.header_timeout)
 
     def on_url(self, url: bytes) -> None:
@@ -113,12 +115,12 @@ class ClientConnection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name.lower(), value))
+        self._head_size += len(name) + len(value) + 4
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        head_size = len(self._url) + sum(len(n) + len(v) + 4 for n, v in self._headers)
         self._head_bytes = 0
-        if head_size > self._limits.max_head_size:
+        if len(self._url) + self._head_size > self._limits.max_head_size:
             self._refused = 431
             raise _Refused(431)
         method = self._parser.get_method()
@@ -151,6 +153,7 @@ class ClientConnection(asyncio.Protocol):
             headers = [(b"host", host), *(h for h in headers if h[0] != b"host")]
         chunked = False
         has_body = False
+        connection = False
         for name, value in headers:
             if name == b"host":
                 if host is not None and host != value:
@@ -161,6 +164,8 @@ class ClientConnection(asyncio.Protocol):
                 chunked = has_body = True
             elif name == b"content-length":
                 has_body = has_body or value.strip() not in (b"0", b"")
+            elif name == b"connection":
+                connection = True
         upgrade = self._parser.should_upgrade()
         websocket = upgrade and any(
             name == b"upgrade" and value.strip().lower() == b"websocket" for name, value in headers
@@ -177,6 +182,7 @@ class ClientConnection(asyncio.Protocol):
             websocket=websocket,
             chunked=chunked,
             has_body=has_body,
+            connection=connection,
         )
 
     # What exchanges and tunnels call back

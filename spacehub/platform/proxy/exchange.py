@@ -48,15 +48,11 @@ _NOTABLE_RESPONSE_HEADER = re.compile(
     rb"|content-length):[ \t]*([^\r]*)",
     re.IGNORECASE,
 )
-# Response header names that keep a head off the fast path (looked for in the lower-cased head).
-_SLOW_RESPONSE_HEADERS = (
-    b"\r\ntransfer-encoding:",
-    b"\r\nkeep-alive:",
-    b"\r\nproxy-",
-    b"\r\nte:",
-    b"\r\ntrailer:",
-    b"\r\nupgrade:",
-    b"\r\nlocation:",
+# The same lines in a lower-cased head, for the fast path: one pass over a head that matches no
+# case-insensitive alternatives costs a third of the above.
+_NOTABLE_LOWERED_HEADER = re.compile(
+    rb"\r\n(connection|keep-alive|proxy-[^:]*|te|trailer|transfer-encoding|upgrade|location"
+    rb"|content-length):[ \t]*([^\r]*)"
 )
 
 
@@ -81,6 +77,8 @@ class Request:
     websocket: bool
     chunked: bool
     has_body: bool
+    # Whether it has a `Connection` header, which may name more headers to drop.
+    connection: bool = False
 
 
 class ExchangeClient(TunnelClient, Protocol):
@@ -183,12 +181,15 @@ class Exchange:
     # The request, from the client connection
 
     def start(self) -> None:
-        decision = self._ctx.router.resolve(self.request.host, self.request.target)
-        if isinstance(decision, Redirect):
+        request = self.request
+        decision = self._ctx.router.resolve(request.host, request.target)
+        if type(decision) is Redirect:
             self._reply(308, [(b"location", decision.location)])
             return
         route = decision.route
-        if route is None or (route.upstream is None and not self._static(route)):
+        if route is not None and route.upstream is not None and not route.private:
+            self._forward_to_app(route, decision)  # the common case, first
+        elif route is None or (route.upstream is None and not self._static(route)):
             self._forward_to_control_plane(decision)
         elif route.private:
             self._task = asyncio.ensure_future(self._authorize(route, decision))
@@ -321,21 +322,30 @@ class Exchange:
     def _forward(
         self, upstream: Upstream, target: bytes, drop: frozenset[bytes], prefix: bytes
     ) -> None:
+        # Rendered in one pass into one list of pieces: this runs for every request.
         request = self.request
-        headers = end_to_end(request.headers, drop)
-        if request.chunked:
-            headers = [h for h in headers if h[0] != b"content-length"]
-            headers.append((b"transfer-encoding", b"chunked"))
+        headers = end_to_end(request.headers, drop) if request.connection else request.headers
+        chunked = request.chunked
+        lines = [request.method, b" ", target, b" HTTP/1.1\r\n"]
+        for name, value in headers:
+            if name in drop or name.startswith(b"proxy-"):
+                continue
+            if chunked and name == b"content-length":
+                continue
+            lines += (name, b": ", value, b"\r\n")
+        if chunked:
+            lines.append(b"transfer-encoding: chunked\r\n")
         if request.websocket:
-            headers += [(b"connection", b"upgrade"), (b"upgrade", b"websocket")]
-        headers += [(b"x-forwarded-for", request.client_ip), (b"x-forwarded-proto", b"http")]
+            lines.append(b"connection: upgrade\r\nupgrade: websocket\r\n")
+        lines += (b"x-forwarded-for: ", request.client_ip, b"\r\nx-forwarded-proto: http\r\n")
         if request.host is not None:
-            headers.append((b"x-forwarded-host", request.host))
+            lines += (b"x-forwarded-host: ", request.host, b"\r\n")
         else:
-            headers.append((b"host", b"localhost"))  # HTTP/1.1 requires one; 1.0 clients omit it
+            lines.append(b"host: localhost\r\n")  # HTTP/1.1 requires one; 1.0 clients omit it
         if prefix:
-            headers.append((b"x-forwarded-prefix", prefix))
-        self._head = render_head(request.method + b" " + target + b" HTTP/1.1", headers)
+            lines += (b"x-forwarded-prefix: ", prefix, b"\r\n")
+        lines.append(b"\r\n")
+        self._head = b"".join(lines)
         self._upstream = upstream
         conn = self._ctx.pool.take(upstream)
         if conn is None:
@@ -413,17 +423,18 @@ class Exchange:
             return False
         head = data[:end]
         lowered = head.lower()
-        for name in _SLOW_RESPONSE_HEADERS:
-            if name in lowered:
+        length = -1
+        keep_alive_line = False
+        for name, value in _NOTABLE_LOWERED_HEADER.findall(lowered):
+            if name == b"content-length" and length < 0 and value.rstrip().isdigit():
+                length = int(value)
+            elif name == b"connection" and value.rstrip() == b"keep-alive" and not keep_alive_line:
+                keep_alive_line = True
+            else:
                 return False
-        start = lowered.find(b"\r\nconnection:")
-        if start >= 0:
-            stop = lowered.index(b"\r\n", start + 2)
-            if lowered[start + 14 : stop].strip() != b"keep-alive":
-                return False
-            if lowered.find(b"\r\nconnection:", stop) >= 0:
-                return False
-            head = head[:start] + head[stop:]
+        if keep_alive_line:  # `Connection: keep-alive` is cut out; the client's own holds
+            start = lowered.find(b"\r\nconnection:")
+            head = head[:start] + head[head.index(b"\r\n", start + 2) :]
         parser = httptools.HttpResponseParser(_NO_CALLBACKS)
         try:
             parser.feed_data(data[:end])
@@ -432,14 +443,8 @@ class Exchange:
         status = parser.get_status_code()
         if request.method == b"HEAD" or status in _NO_BODY_STATUSES:
             length = 0
-        else:
-            start = lowered.find(b"\r\ncontent-length:")
-            if start < 0 or lowered.find(b"\r\ncontent-length:", start + 17) >= 0:
-                return False
-            value = lowered[start + 17 : lowered.index(b"\r\n", start + 2)].strip()
-            if not value.isdigit():
-                return False
-            length = int(value)
+        elif length < 0:
+            return False  # framed otherwise: chunked, or ended by closing
         self._status = status
         self._response_started = True
         self._upstream_keep_alive = parser.should_keep_alive()
