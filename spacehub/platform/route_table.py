@@ -2,6 +2,7 @@
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class Route:
     custom_headers: tuple[tuple[str, str], ...] = ()
     static_root: str | None = None
 
-    @property
+    @cached_property  # read for every proxied request
     def space_id(self) -> str:
         return f"{self.owner}/{self.name}"
 
@@ -67,6 +68,9 @@ class RouteTable:
 
     def by_space(self, owner: str, name: str) -> Route | None:
         return self._by_id.get(f"{owner}/{name}")
+
+    def by_id(self, space_id: str) -> Route | None:
+        return self._by_id.get(space_id)
 
     def all(self) -> list[Route]:
         return list(self._by_id.values())

@@ -34,7 +34,8 @@ class Destination:
     prefix: bytes = b""
 
 
-# Hosts whose label is remembered; past that the memory starts over (clients choose Host).
+# Hosts whose label is remembered, and path prefixes whose space id is; past that the memory
+# starts over (clients choose Host and paths).
 MAX_REMEMBERED_HOSTS = 1024
 
 
@@ -43,6 +44,7 @@ class Router:
         self._routes = routes
         self._suffix = b"." + apps_domain.lower().strip(".").encode()
         self._labels: dict[bytes, bytes | None] = {}
+        self._space_ids: dict[bytes, str | None] = {}
 
     def resolve(self, host: bytes | None, target: bytes) -> Destination | Redirect:
         label = self._remembered_label(host) if host else None
@@ -81,16 +83,36 @@ class Router:
         return Destination(route, target, prefix + target)
 
     def _by_path(self, target: bytes) -> Destination | Redirect:
-        path, question, query = target.partition(b"?")
-        parts = path.split(b"/", 4)
-        if len(parts) < 4 or not parts[2] or not parts[3]:
+        # Found by offsets, not split: this runs for every request in the path form.
+        path_end = target.find(b"?")
+        if path_end < 0:
+            path_end = len(target)
+        owner_end = target.find(b"/", 6, path_end)  # after `/apps/`
+        if owner_end <= 6:
+            return Destination(None, target, target)  # no owner, or nothing after it
+        name_end = target.find(b"/", owner_end + 1, path_end)
+        if name_end < 0:
+            if owner_end + 1 == path_end:
+                return Destination(None, target, target)
+            return Redirect(target[:path_end] + b"/" + target[path_end:])
+        if name_end == owner_end + 1:
             return Destination(None, target, target)
-        if len(parts) == 4:
-            return Redirect(path + b"/" + question + query)
+        prefix = target[:name_end]
+        space_id = self._space_id(prefix)
+        if space_id is None:
+            return Destination(None, target, target)
+        return Destination(self._routes.by_id(space_id), target[name_end:], target, prefix)
+
+    def _space_id(self, prefix: bytes) -> str | None:
+        """`owner/name` of a path prefix `/apps/owner/name`; None when it is not ASCII."""
         try:
-            owner, name = parts[2].decode("ascii"), parts[3].decode("ascii")
-        except UnicodeDecodeError:
-            return Destination(None, target, target)
-        prefix = b"/apps/%s/%s" % (parts[2], parts[3])
-        app_target = b"/" + parts[4] + question + query
-        return Destination(self._routes.by_space(owner, name), app_target, target, prefix)
+            return self._space_ids[prefix]
+        except KeyError:
+            if len(self._space_ids) >= MAX_REMEMBERED_HOSTS:
+                self._space_ids.clear()
+            try:
+                space_id: str | None = prefix[6:].decode("ascii")
+            except UnicodeDecodeError:
+                space_id = None
+            self._space_ids[prefix] = space_id
+            return space_id

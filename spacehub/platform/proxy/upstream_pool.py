@@ -26,6 +26,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.reading_paused = False
         self.idle_since = 0.0
+        self.idle: list[UpstreamConnection] | None = None  # the pool's list for its upstream
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -105,8 +106,11 @@ class UpstreamPool:
 
     def give_back(self, conn: UpstreamConnection) -> None:
         conn.listener = None
-        conn.resume_reading()  # idle, it must notice when the upstream closes it
-        idle = self._idle.setdefault(conn.upstream, [])
+        if conn.reading_paused:
+            conn.resume_reading()  # idle, it must notice when the upstream closes it
+        idle = conn.idle
+        if idle is None:
+            idle = conn.idle = self._idle.setdefault(conn.upstream, [])
         if conn.closed or len(idle) >= self._max_idle:
             conn.close()
             return
@@ -131,4 +135,5 @@ class UpstreamPool:
         for idle in list(self._idle.values()):
             for conn in list(idle):
                 conn.close()
-        self._idle.clear()
+        for idle in self._idle.values():
+            idle.clear()  # kept: connections hold on to their upstream's list
