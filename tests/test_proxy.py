@@ -237,6 +237,67 @@ def test_response_head_is_forwarded_as_received_but_for_connection(harness, scri
             assert received.endswith(expected)
 
 
+def counting_app(harness: ProxyHarness, label: str, response: bytes) -> list[int]:
+    """An upstream answering every request head with `response`; the list counts connections."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[int] = []
+
+    def answer(conn: socket.socket) -> None:
+        with conn:
+            received = b""
+            while piece := conn.recv(65536):
+                received += piece
+                while b"\r\n\r\n" in received:
+                    received = received.partition(b"\r\n\r\n")[2]
+                    conn.sendall(response)
+
+    def accept() -> None:
+        with listener:
+            while True:
+                conn, _ = listener.accept()
+                accepted.append(1)
+                threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    upstream = Upstream(port=listener.getsockname()[1])
+    harness.routes.set(Route("alice", label, f"alice-{label}", upstream=upstream))
+    return accepted
+
+
+@pytest.mark.parametrize(
+    ("method", "response", "connections"),
+    [
+        ("GET", b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 1),
+        ("GET", b"HTTP/1.1 204 No Content\r\nX-Empty: ja\r\n\r\n", 1),
+        ("HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 5000000\r\n\r\n", 1),
+        # More bytes than Content-Length: the rest never reaches the client, and the upstream
+        # connection, out of step, is not used again.
+        ("GET", b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nd\xc3\xa9jHTTP/1.1 200 Smuggled", 2),
+    ],
+    ids=["empty-body", "no-content", "head", "more-than-content-length"],
+)
+def test_bodyless_and_overlong_responses_keep_both_connections_in_step(
+    harness, method, response, connections
+):
+    label = f"counted-{len(response)}-{method.lower()}"
+    accepted = counting_app(harness, label, response)
+    head, _, body = response.partition(b"\r\n\r\n")
+    expected = head + b"\r\n\r\n" + (body[:4] if method == "GET" else b"")
+    request = f"{method} /apps/alice/{label}/%C3%A4%20b HTTP/1.1\r\nHost: a\r\n\r\n".encode()
+    with socket.create_connection(("127.0.0.1", harness.proxy_port), timeout=5) as sock:
+        for _ in range(3):
+            sock.sendall(request)
+            received = b""
+            while len(received) < len(expected):
+                received += sock.recv(65536)
+            assert received == expected
+        sock.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            sock.recv(65536)  # nothing more: no smuggled bytes
+    assert len(accepted) == (1 if connections == 1 else 3)
+    harness.routes.remove(f"alice/{label}")
+
+
 def test_keep_alive_reuses_the_upstream_connection(client):
     first = client.get("/apps/alice/echo/echo").json()["peer_port"]
     second = client.get("/apps/alice/echo/echo").json()["peer_port"]

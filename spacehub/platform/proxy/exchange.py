@@ -432,22 +432,24 @@ class Exchange:
                 keep_alive_line = True
             else:
                 return False
-        if keep_alive_line:  # `Connection: keep-alive` is cut out; the client's own holds
-            start = lowered.find(b"\r\nconnection:")
-            head = head[:start] + head[head.index(b"\r\n", start + 2) :]
         parser = httptools.HttpResponseParser(_NO_CALLBACKS)
         try:
-            parser.feed_data(data[:end])
+            parser.feed_data(head)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):
             return False  # the full parser says what is wrong with it
         status = parser.get_status_code()
+        if keep_alive_line:  # `Connection: keep-alive` is cut out; the client's own holds
+            start = lowered.find(b"\r\nconnection:")
+            head = head[:start] + head[head.index(b"\r\n", start + 2) :]
         if request.method == b"HEAD" or status in _NO_BODY_STATUSES:
             length = 0
         elif length < 0:
             return False  # framed otherwise: chunked, or ended by closing
         self._status = status
         self._response_started = True
-        self._upstream_keep_alive = parser.should_keep_alive()
+        # HTTP/1.1 and no Connection but keep-alive: the upstream keeps it open. (Not asked of
+        # the parser: once a message is over, as an empty body's is here, it answers False.)
+        self._upstream_keep_alive = True
         body = len(data) - end
         if body < length:
             self._remaining = length - body
