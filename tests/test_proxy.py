@@ -181,11 +181,13 @@ SCRIPTED_RESPONSE = (
 )
 
 
-@pytest.fixture
-def scripted_app(harness: ProxyHarness) -> Iterator[Callable[[list[bytes]], None]]:
-    """An upstream answering every request with the given pieces, each in its own segment."""
+def upstream_app(
+    harness: ProxyHarness, label: str, pieces: list[bytes], pause: float = 0.0
+) -> tuple[list[int], socket.socket]:
+    """An upstream answering every request head with `pieces`, each in its own segment; the
+    list counts the connections it accepted."""
     listener = socket.create_server(("127.0.0.1", 0))
-    pieces: list[bytes] = []
+    accepted: list[int] = []
 
     def answer(conn: socket.socket) -> None:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -197,7 +199,7 @@ def scripted_app(harness: ProxyHarness) -> Iterator[Callable[[list[bytes]], None
                     received = received.partition(b"\r\n\r\n")[2]
                     for part in pieces:
                         conn.sendall(part)
-                        time.sleep(0.05)
+                        time.sleep(pause)
 
     def accept() -> None:
         with listener:
@@ -206,11 +208,20 @@ def scripted_app(harness: ProxyHarness) -> Iterator[Callable[[list[bytes]], None
                     conn, _ = listener.accept()
                 except OSError:
                     return
+                accepted.append(1)
                 threading.Thread(target=answer, args=(conn,), daemon=True).start()
 
     threading.Thread(target=accept, daemon=True).start()
     upstream = Upstream(port=listener.getsockname()[1])
-    harness.routes.set(Route("alice", "scripted", "alice-scripted", upstream=upstream))
+    harness.routes.set(Route("alice", label, f"alice-{label}", upstream=upstream))
+    return accepted, listener
+
+
+@pytest.fixture
+def scripted_app(harness: ProxyHarness) -> Iterator[Callable[[list[bytes]], None]]:
+    """An upstream answering every request with the given pieces, each in its own segment."""
+    pieces: list[bytes] = []
+    _, listener = upstream_app(harness, "scripted", pieces, pause=0.05)
     yield pieces.extend
     harness.routes.remove("alice/scripted")
     listener.close()
@@ -237,33 +248,6 @@ def test_response_head_is_forwarded_as_received_but_for_connection(harness, scri
             assert received.endswith(expected)
 
 
-def counting_app(harness: ProxyHarness, label: str, response: bytes) -> list[int]:
-    """An upstream answering every request head with `response`; the list counts connections."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    accepted: list[int] = []
-
-    def answer(conn: socket.socket) -> None:
-        with conn:
-            received = b""
-            while piece := conn.recv(65536):
-                received += piece
-                while b"\r\n\r\n" in received:
-                    received = received.partition(b"\r\n\r\n")[2]
-                    conn.sendall(response)
-
-    def accept() -> None:
-        with listener:
-            while True:
-                conn, _ = listener.accept()
-                accepted.append(1)
-                threading.Thread(target=answer, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    upstream = Upstream(port=listener.getsockname()[1])
-    harness.routes.set(Route("alice", label, f"alice-{label}", upstream=upstream))
-    return accepted
-
-
 @pytest.mark.parametrize(
     ("method", "response", "connections"),
     [
@@ -280,7 +264,7 @@ def test_bodyless_and_overlong_responses_keep_both_connections_in_step(
     harness, method, response, connections
 ):
     label = f"counted-{len(response)}-{method.lower()}"
-    accepted = counting_app(harness, label, response)
+    accepted, listener = upstream_app(harness, label, [response])
     head, _, body = response.partition(b"\r\n\r\n")
     expected = head + b"\r\n\r\n" + (body[:4] if method == "GET" else b"")
     request = f"{method} /apps/alice/{label}/%C3%A4%20b HTTP/1.1\r\nHost: a\r\n\r\n".encode()
@@ -296,6 +280,7 @@ def test_bodyless_and_overlong_responses_keep_both_connections_in_step(
             sock.recv(65536)  # nothing more: no smuggled bytes
     assert len(accepted) == (1 if connections == 1 else 3)
     harness.routes.remove(f"alice/{label}")
+    listener.close()
 
 
 def test_keep_alive_reuses_the_upstream_connection(client):
