@@ -474,6 +474,25 @@ def test_sleep_time_and_hardware(api: HfApi, hub: Platform) -> None:
     assert api.get_space_runtime(space_id).requested_hardware == "cpu-upgrade"
 
 
+def test_hardware_request_without_a_flavor_keeps_it_and_sets_the_sleep_time(
+    api: HfApi, hub: Platform
+) -> None:
+    """What gradio_client's Client.duplicate sends for a source that runs on no hardware."""
+    space_id = f"admin/{new_name()}"
+    api.create_repo(space_id, repo_type="space", space_sdk="static")
+    api.request_space_hardware(space_id, "cpu-upgrade")
+    with hub.api() as client:
+        answer = client.post(
+            f"/api/spaces/{space_id}/hardware", json={"flavor": None, "sleepTimeSeconds": 300}
+        )
+        assert answer.status_code == 200, answer.text
+        missing = client.post(f"/api/spaces/{space_id}/hardware", json={})
+    assert missing.status_code == 422, missing.text
+    runtime = api.get_space_runtime(space_id)
+    assert runtime.requested_hardware == "cpu-upgrade"
+    assert runtime.sleep_time == 300
+
+
 def test_hardware_list_has_the_hub_shape(api: HfApi) -> None:
     flavors = api.list_spaces_hardware()
     assert {flavor.name for flavor in flavors} >= {"cpu-basic", "cpu-upgrade"}

@@ -80,7 +80,9 @@ class SleepTime(BaseModel):
 
 
 class Hardware(BaseModel):
-    flavor: Annotated[str, Field(max_length=MAX_QUERY_CHARS)]
+    # gradio_client's Client.duplicate sends null when the source space runs on no hardware
+    # (paused, sleeping, never built): it keeps the space's flavor and sets only the sleep time.
+    flavor: Annotated[str, Field(max_length=MAX_QUERY_CHARS)] | None
     sleep_time: SleepSeconds | None = Field(default=None, alias="sleepTimeSeconds")
 
 
@@ -279,7 +281,8 @@ def request_hardware(
     platform: PlatformDep,
 ):
     space = _writable_space(session, caller, owner, name)
-    space.hardware = flavor(body.flavor).name
+    if body.flavor is not None:
+        space.hardware = flavor(body.flavor).name
     if body.sleep_time is not None:
         space.sleep_time = body.sleep_time
     _save(session, space)
