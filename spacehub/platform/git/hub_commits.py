@@ -19,6 +19,7 @@ from anyio import to_thread
 
 from spacehub.core.errors import Conflict, InvalidInput, PreconditionFailed, RevisionNotFound
 from spacehub.platform.git import lfs_store
+from spacehub.platform.git.reading import resolve_revision
 from spacehub.platform.git.repos import DEFAULT_BRANCH, run_git
 from spacehub.platform.git.writing import (
     ZERO_OID,
@@ -31,7 +32,6 @@ from spacehub.platform.git.writing import (
     TreeFile,
     apply_operations,
     check_path,
-    commit_of,
     lfs_tracked,
     move_ref,
     open_pull_request,
@@ -221,8 +221,12 @@ def _make_commit(
     for _ in range(COMMIT_ATTEMPTS):
         parent = head
         if payload.parent is not None:
-            parent = commit_of(repo, payload.parent)
-            if parent is None or (parent != head and not create_pr):
+            try:
+                # The client allows upper-case hex; revisions are read as git writes them.
+                parent = resolve_revision(repo, payload.parent.lower())
+            except RevisionNotFound:
+                raise PreconditionFailed(BRANCH_MOVED) from None
+            if parent != head and not create_pr:
                 raise PreconditionFailed(BRANCH_MOVED)
         files = tree_files(repo, parent)
         operations = list(_operations(repo, data_dir, files, payload.changes))
@@ -337,11 +341,12 @@ def _chunks(content: bytes | Path) -> Iterator[bytes]:
 
 def known_blobs(repo: Path, revision: str, paths: list[str]) -> dict[str, str]:
     """Blob ids of the `paths` that exist at `revision` (preupload's no-op detection)."""
-    commit = commit_of(repo, revision)
-    if commit is None:
-        if revision == DEFAULT_BRANCH:
+    try:
+        commit = resolve_revision(repo, revision)
+    except RevisionNotFound:
+        if revision == DEFAULT_BRANCH:  # a repository with no commit yet
             return {}
-        raise RevisionNotFound(f"Invalid rev id: {revision}")
+        raise
     files = tree_files(repo, commit)
     return {path: files[path].oid for path in paths if path in files}
 

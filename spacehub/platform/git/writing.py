@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spacehub.core.errors import Conflict, EntryNotFound, InvalidInput, RevisionNotFound
+from spacehub.platform.git.reading import resolve_revision
 from spacehub.platform.git.repos import DEFAULT_BRANCH, git_process, run_git
 
 ZERO_OID = "0" * 40
@@ -93,11 +94,6 @@ def write_blob(repo: Path, content: bytes | Path) -> str:
     return out.decode().strip()
 
 
-def commit_of(repo: Path, revision: str) -> str | None:
-    """The commit a branch, tag, full ref or (short) sha names, or None."""
-    return ref_target(repo, revision)
-
-
 def ref_target(repo: Path, ref: str) -> str | None:
     result = git_process(
         repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}"
@@ -144,9 +140,7 @@ def apply_operations(
 
 
 def _copied(repo: Path, copy: CopyPath) -> dict[str, TreeFile]:
-    commit = commit_of(repo, copy.revision)
-    if commit is None:
-        raise RevisionNotFound(f"Invalid rev id: {copy.revision}")
+    commit = resolve_revision(repo, copy.revision)
     source_files = tree_files(repo, commit)
     if copy.source in source_files:
         return {copy.destination: source_files[copy.source]}
@@ -260,9 +254,7 @@ def check_ref_name(repo: Path, ref: str) -> str:
 
 def create_branch(repo: Path, branch: str, start: str) -> None:
     ref = check_ref_name(repo, f"refs/heads/{branch}")
-    commit = commit_of(repo, start)
-    if commit is None:
-        raise RevisionNotFound(f"Invalid rev id: {start}")
+    commit = resolve_revision(repo, start)
     try:
         move_ref(repo, ref, commit, None)
     except RefMoved:
@@ -277,9 +269,7 @@ def delete_branch(repo: Path, branch: str) -> None:
 
 def create_tag(repo: Path, tag: str, revision: str, message: str | None, author: Author) -> None:
     ref = check_ref_name(repo, f"refs/tags/{tag}")
-    commit = commit_of(repo, revision)
-    if commit is None:
-        raise RevisionNotFound(f"Invalid rev id: {revision}")
+    commit = resolve_revision(repo, revision)
     if ref_target(repo, ref) is not None:
         raise Conflict(f"Reference already exists: {ref}")
     target = commit
