@@ -128,6 +128,9 @@ def wait_for(check: Callable[[], object], timeout: float, what: str, interval: f
     )
 
 
+LOG_RECORD = re.compile(r"\d{4}-\d\d-\d\d [\d:,]+ (?P<level>[A-Z]+) ")
+
+
 @dataclass
 class Platform:
     """A running `spacehub serve` in a subprocess."""
@@ -174,6 +177,17 @@ class Platform:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def problems(self) -> str:
+        """The log's warnings and errors with their tracebacks: what explains a failure."""
+        kept, in_problem = [], False
+        for line in self.log().splitlines():
+            record = LOG_RECORD.match(line)
+            if record is not None:
+                in_problem = record["level"] in ("WARNING", "ERROR", "CRITICAL")
+            if in_problem:
+                kept.append(line)
+        return "\n".join(kept) or "(no warnings or errors)"
 
     def stop(self) -> int:
         if self.process.poll() is None:

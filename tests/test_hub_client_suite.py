@@ -230,7 +230,7 @@ def test_huggingface_hub_space_tests_pass_against_spacehub(
         owner, _, _ = space_id.partition("/")
         platform.create_space(space_id, token=add_user(platform, owner))
     point_at(root, platform)
-    explain_failure(request.node, "spacehub serve log", platform.log)
+    explain_failure(request.node, "spacehub serve warnings and errors", platform.problems)
 
     # Their addopts dropped (-sv, --durations, --strict-markers); FutureWarnings still errors.
     options = ["-p", "no:cacheprovider", "-o", "addopts=", "-W", "error::FutureWarning"]

@@ -170,6 +170,24 @@ class CrashingRuntime(ServerRuntime):
     crash_after = 1.0
 
 
+class ThreadedRuntime(ServerRuntime):
+    """Deploys in a worker thread that takes a while, as the Docker runtime does."""
+
+    create_seconds = 1.0
+
+    def __init__(self, engine: FakeEngine) -> None:
+        super().__init__(engine)
+        self.deploying = asyncio.Event()
+
+    async def deploy(self, spec: AppSpec) -> Instance:
+        self.deploying.set()
+        return await to_thread.run_sync(self._create_then_start, spec)
+
+    def _create_then_start(self, spec: AppSpec) -> Instance:
+        time.sleep(self.create_seconds)
+        return self._start(spec)
+
+
 @pytest.fixture
 def platform(tmp_path: Path) -> Platform:
     platform = Platform.from_settings(Settings(data_dir=tmp_path / "data", max_restarts=2))
@@ -372,6 +390,24 @@ def test_a_new_supervisor_adopts_the_running_instance_and_stops_an_orphan(
 
     supervise(platform, ServerRuntime(engine), second_life)
     assert orphan not in live_pids(engine)
+
+
+def test_deleting_a_space_mid_deploy_leaves_nothing_running(platform: Platform, engine: FakeEngine):
+    """A cancel abandons a runtime call's thread: the deploy went on to start an instance of a
+    space already removed (a 500 on delete when the image was still in use, and a leak)."""
+    runtime = ThreadedRuntime(engine)
+
+    async def scenario(supervisor: Supervisor) -> None:
+        record_release(platform, "9" * 40)
+        supervisor.wake()
+        await asyncio.wait_for(runtime.deploying.wait(), 5)
+        await asyncio.sleep(runtime.create_seconds / 2)  # the thread is at work
+        await supervisor.remove_space(space_row(platform).id, "ada/demo")
+        assert live_pids(engine) == set(), "remove_space returned with an instance running"
+        await asyncio.sleep(runtime.create_seconds + 0.5)
+        assert live_pids(engine) == set(), "the deploy started an instance after the removal"
+
+    supervise(platform, runtime, scenario)
 
 
 def runtime_calls(path: Path) -> list[str]:

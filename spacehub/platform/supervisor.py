@@ -12,8 +12,10 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from anyio import to_thread
 from sqlmodel import Session, select
@@ -41,12 +43,27 @@ from spacehub.platform.services.spaces import owner_of, set_stage
 from spacehub.runtime.base import Instance, InstanceState, Runtime
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 WATCH_SECONDS = 1.0
 HEALTH_POLL_SECONDS = 0.2
 LOG_TAIL_LINES = 30
 FIRST_BACKOFF_SECONDS = 1.0
 STABLE_SECONDS = 30.0  # up this long after a restart: the next crash starts a fresh backoff
 QUIET_STAGES = frozenset({Stage.PAUSED, Stage.DELETING, Stage.RUNTIME_ERROR})
+
+
+async def to_the_end(call: Awaitable[T]) -> T:
+    """Await `call` to its end even when cancelled meanwhile, then let the cancel through.
+
+    Runtime calls work in threads, and a cancel abandons the thread mid-call: a deploy went on
+    to start an instance after its space had been removed.
+    """
+    task = asyncio.ensure_future(call)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        raise
 
 
 class StartFailed(Exception):
@@ -216,7 +233,7 @@ class Supervisor:
 
     async def _pause(self, view: SpaceView) -> None:
         assert view.instance is not None
-        await self.runtime.stop(view.instance)
+        await to_the_end(self.runtime.stop(view.instance))
         await to_thread.run_sync(self._record_instance, view.id, None)
         self._crashes.pop(view.id, None)
 
@@ -239,7 +256,7 @@ class Supervisor:
                 return
             spec, timeout = prepared
             try:
-                instance = await self.runtime.deploy(spec)
+                instance = await self._deploy(spec)
             except SpacehubError as error:
                 reason = f"the release could not start: {error.message}"
                 await to_thread.run_sync(self._record_failure, view, reason, build_log)
@@ -261,6 +278,16 @@ class Supervisor:
         if view.instance is not None:
             await self.runtime.stop(view.instance)
         await prune_releases(self.platform, view.id)
+
+    async def _deploy(self, spec: AppSpec) -> Instance:
+        """Deploy; if cancelled meanwhile, the deploy still ends and its instance is stopped."""
+        deploying = asyncio.ensure_future(self.runtime.deploy(spec))
+        try:
+            return await to_the_end(deploying)
+        except asyncio.CancelledError:
+            if not deploying.cancelled() and deploying.exception() is None:
+                await self.runtime.stop(deploying.result())
+            raise
 
     async def _watch(self, view: SpaceView) -> None:
         """Restart a crashed instance with exponential backoff; RUNTIME_ERROR after max_restarts."""
@@ -286,7 +313,7 @@ class Supervisor:
         record.restarted_at = time.monotonic()
         record.next_try = record.restarted_at + FIRST_BACKOFF_SECONDS * 2 ** (record.failures - 1)
         log.warning("restarting %s after a crash (%d)", instance.space_id, record.failures)
-        restarted = await self.runtime.restart(instance)
+        restarted = await to_the_end(self.runtime.restart(instance))
         await to_thread.run_sync(self._record_instance, view.id, restarted)
 
     async def _wait_until_answers(self, instance: Instance, timeout: float) -> None:

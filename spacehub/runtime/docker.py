@@ -321,8 +321,12 @@ class DockerRuntime(Runtime):
         for image in self.client.images.list(filters=space_filter):
             # By tag, not by id with force: an image some other tag still needs stays.
             for ref in image.tags or [image.id]:
-                with contextlib.suppress(docker.errors.NotFound):
+                try:
                     self.client.images.remove(ref)
+                except docker.errors.NotFound:
+                    pass
+                except docker.errors.APIError as e:  # 409: a build of the space still uses it
+                    log.warning("kept image %s of deleted %s: %s", ref, space_id, e.explanation)
         for volume in self.client.volumes.list(filters=space_filter):
             with contextlib.suppress(docker.errors.NotFound):
                 volume.remove(force=True)
