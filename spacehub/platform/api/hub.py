@@ -3,7 +3,6 @@
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from anyio import to_thread
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -202,7 +201,7 @@ def list_hardware() -> list[dict]:
 
 @router.get("/spaces/{owner}/{name}")
 @router.get("/spaces/{owner}/{name}/revision/{revision:path}")
-async def space_info(
+def space_info(
     owner: str,
     name: str,
     caller: CallerDep,
@@ -219,8 +218,8 @@ async def space_info(
     repo = repo_path(platform.settings.repos_dir, owner, name)
     commit = space.head_commit
     if revision is not None:
-        commit = await to_thread.run_sync(reading.resolve_revision, repo, revision)
-    files = await to_thread.run_sync(_files, repo, commit) if commit else []
+        commit = reading.resolve_revision(repo, revision)
+    files = _files(repo, commit) if commit else []
     answer["sha"] = commit
     answer["siblings"] = [_sibling(entry, blobs) for entry in files]
     return answer
