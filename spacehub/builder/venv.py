@@ -23,7 +23,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from spacehub.builder.build_processes import BuildProcesses
 from spacehub.builder.dockerfile import DEFAULT_SDK_VERSIONS, SDK_COMPANIONS
+from spacehub.builder.limits import BuildLimits
 from spacehub.builder.plan import BuildPlan
 from spacehub.builder.static import replace_directory, same_files
 from spacehub.core.release import VENV_APP_DIR, VENV_MANIFEST, Artifact, VenvManifest
@@ -56,8 +58,12 @@ def build_venv_release(
     options: VenvBuildOptions,
     build_secrets: Mapping[str, str] | None = None,
     log: Callable[[str], None] = print,
+    limits: BuildLimits | None = None,
 ) -> Artifact:
-    """Resolve and install the space's dependencies (shared venv), then publish its files."""
+    """Resolve and install the space's dependencies (shared venv), then publish its files.
+
+    uv runs within `limits` (CPU, memory, time, cancel); going over one raises `BuildStopped`.
+    """
     config = plan.config
     if config.sdk not in DEFAULT_SDK_VERSIONS:
         raise BuildFailed(
@@ -65,7 +71,25 @@ def build_venv_release(
             "processes (start it with Docker running, or --runtime docker)"
         )
     check_debian_packages(plan.debian_packages)
-    uv = UvRunner(options, dict(build_secrets or {}), log)
+    processes = BuildProcesses(limits or BuildLimits(), log)
+    try:
+        return _build_in(plan, source, releases_dir, commit, options, build_secrets, log, processes)
+    finally:
+        processes.close()
+
+
+def _build_in(
+    plan: BuildPlan,
+    source: Path,
+    releases_dir: Path,
+    commit: str,
+    options: VenvBuildOptions,
+    build_secrets: Mapping[str, str] | None,
+    log: Callable[[str], None],
+    processes: BuildProcesses,
+) -> Artifact:
+    config = plan.config
+    uv = UvRunner(options, dict(build_secrets or {}), log, processes)
     python, version, prefix = uv.find_python(config.python_version)
     log(f"Python {version} ({python})")
     requirements = _requirements(plan, source)
@@ -82,6 +106,7 @@ def build_venv_release(
             uv.make_venv(python, lock, options.venvs_dir / key)
         _write_key(inputs, key)
     venv = options.venvs_dir / key
+    processes.check()
     manifest = VenvManifest(
         sdk=config.sdk,
         app_file=config.effective_app_file,
@@ -191,13 +216,18 @@ class UvRunner:
     """uv as the builder runs it: its own cache, no interpreter downloads, the build's CA/index."""
 
     def __init__(
-        self, options: VenvBuildOptions, secrets: dict[str, str], log: Callable[[str], None]
+        self,
+        options: VenvBuildOptions,
+        secrets: dict[str, str],
+        log: Callable[[str], None],
+        processes: BuildProcesses | None = None,
     ) -> None:
         import uv
 
         self.binary = uv.find_uv_bin()
         self.options = options
         self.log = log
+        self.processes = processes or BuildProcesses(BuildLimits(), log)
         env = {
             key: os.environ[key]
             for key in ("PATH", "HOME", "LANG", "LC_ALL", "SSL_CERT_FILE", "SSL_CERT_DIR")
@@ -319,8 +349,11 @@ class UvRunner:
         cwd: Path | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
-        """Run uv with its output going line by line to the build log; fail with its last lines."""
-        process = subprocess.Popen(
+        """Run uv with its output going line by line to the build log; fail with its last lines.
+
+        Within the build's limits: a cancel, its time limit or its memory raise `BuildStopped`.
+        """
+        process = self.processes.popen(
             [self.binary, *command],
             cwd=cwd,
             env=env or self.env,
@@ -330,21 +363,14 @@ class UvRunner:
             text=True,
             errors="replace",
         )
-        timer = threading.Timer(UV_TIMEOUT_SECONDS, process.kill)
-        timer.start()
         lines: list[str] = []
-        try:
+        with self.processes.watching(process, UV_TIMEOUT_SECONDS):
             assert process.stdout is not None
             for line in process.stdout:
                 line = line.rstrip("\n")
                 lines = [*lines[-19:], line]
                 self.log(line)
             code = process.wait()
-        finally:
-            timer.cancel()
-            if process.poll() is None:
-                process.kill()
-                process.wait()
         if code != 0:
             tail = "\n".join(lines)
             raise BuildFailed(f"uv failed {what} (exit code {code}):\n{tail}".strip())

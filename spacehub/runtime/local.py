@@ -39,6 +39,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from spacehub.core.cgroups import CGROUP_ROOT, Cgroup, CgroupLimits, cgroup_v2_writable, make_cgroup
 from spacehub.core.errors import NotFound, SpacehubError
 from spacehub.core.names import subdomain_label
 from spacehub.core.release import (
@@ -55,7 +56,6 @@ log = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.1"
 STOP_GRACE_SECONDS = 5.0
 DATA_MOUNT = "/data"
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 _FOLLOW_POLL_SECONDS = 0.3
 
 
@@ -104,10 +104,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind((LOOPBACK, 0))
         return probe.getsockname()[1]
-
-
-def cgroup_v2_writable(root: Path = CGROUP_ROOT) -> bool:
-    return (root / "cgroup.controllers").is_file() and os.access(root, os.W_OK)
 
 
 class LocalRuntime(Runtime):
@@ -241,7 +237,7 @@ class LocalRuntime(Runtime):
             start_time=start_time,
             log=str(log_path),
             spec=_spec_to_json(spec),
-            cgroup=str(cgroup) if cgroup else None,
+            cgroup=str(cgroup.memory) if cgroup else None,
         )
         self._write_record(record)
         return record
@@ -315,20 +311,10 @@ class LocalRuntime(Runtime):
         wrap += ["--chdir", str(app_dir), "--"]
         return wrap + command
 
-    def _make_cgroup(self, instance_id: str, limits: Limits) -> Path | None:
+    def _make_cgroup(self, instance_id: str, limits: Limits) -> Cgroup | None:
+        wanted = CgroupLimits(limits.memory_bytes, limits.cpus, limits.pids)
         try:
-            self.cgroup_parent.mkdir(exist_ok=True)
-            with contextlib.suppress(OSError):
-                (self.cgroup_parent / "cgroup.subtree_control").write_text("+memory +pids +cpu")
-            group = self.cgroup_parent / instance_id
-            group.mkdir()
-            (group / "memory.max").write_text(str(limits.memory_bytes))
-            with contextlib.suppress(OSError):
-                (group / "memory.swap.max").write_text("0")
-            (group / "pids.max").write_text(str(limits.pids))
-            period = 100_000
-            (group / "cpu.max").write_text(f"{int(limits.cpus * period)} {period}")
-            return group
+            return make_cgroup(self.cgroup_parent.name, instance_id, wanted, versions=(2,))
         except OSError as error:
             log.warning("cgroup limits unavailable (%s): using rlimits", error)
             return None
@@ -356,20 +342,14 @@ class LocalRuntime(Runtime):
         record = self._read_record(state["instance_id"])
         if record is None or record.cgroup is None:
             return False
-        try:
-            events = (Path(record.cgroup) / "memory.events").read_text()
-        except OSError:
-            return False
-        counts = dict(line.split() for line in events.splitlines() if line.strip())
-        return int(counts.get("oom_kill", "0")) > 0
+        return Cgroup.v2(Path(record.cgroup)).oom_kills() > 0
 
     def _stop(self, instance_id: str) -> None:
         record = self._read_record(instance_id)
         if record is not None:
             self._kill(record)
             if record.cgroup:
-                with contextlib.suppress(OSError):
-                    Path(record.cgroup).rmdir()
+                Cgroup.v2(Path(record.cgroup)).remove()
         shutil.rmtree(self.instances_dir / instance_id, ignore_errors=True)
         self._record_path(instance_id).unlink(missing_ok=True)
 
@@ -384,8 +364,7 @@ class LocalRuntime(Runtime):
         # Also after the leader is gone: processes it started may linger in its group.
         _signal_group(record.pid, signal.SIGKILL)
         if record.cgroup:
-            with contextlib.suppress(OSError):
-                (Path(record.cgroup) / "cgroup.kill").write_text("1")
+            Cgroup.v2(Path(record.cgroup)).kill()
         child = self._children.pop(record.pid, None)
         if child is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -463,16 +442,14 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         os.killpg(pid, sig)
 
 
-def _limiter(limits: Limits, cgroup: Path | None) -> Callable[[], None]:
+def _limiter(limits: Limits, cgroup: Cgroup | None) -> Callable[[], None]:
     """What the child runs before exec: join its cgroup, or set rlimits when there is none."""
-    procs = str(cgroup / "cgroup.procs") if cgroup is not None else None
     # RLIMIT_NPROC counts every process of the user, the platform's included; root ignores it.
     nproc = None if os.getuid() == 0 else _processes_of_this_user() + limits.pids
 
     def limit() -> None:
-        if procs is not None:
-            with open(procs, "w") as file:
-                file.write("0")
+        if cgroup is not None:
+            cgroup.join()
             return
         resource.setrlimit(resource.RLIMIT_DATA, (limits.memory_bytes, limits.memory_bytes))
         if nproc is not None:
