@@ -36,6 +36,22 @@ def docker_answers() -> bool:
     return True
 
 
+def docker_engine_header() -> str:
+    """Which Docker engine this run talks to (scripts/test runs the Docker tests on two)."""
+    where = os.environ.get("DOCKER_HOST", "the default socket")
+    try:
+        import docker
+
+        version = docker.from_env(timeout=5).version()
+    except Exception as error:
+        return f"docker engine: none answers at {where} ({error.__class__.__name__})"
+    return f"docker engine: {version['Version']} (API {version['ApiVersion']}) at {where}"
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [docker_engine_header()]
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Outside CI, tests that need Docker are skipped when no engine answers; in CI they fail."""
     needs_docker = [item for item in items if item.get_closest_marker("docker")]
