@@ -49,6 +49,8 @@ def sample_value(annotation: object, default: object) -> tuple[str, object]:
         return ("false", False) if default else ("true", True)
     if annotation is int:
         return "12345", 12345
+    if annotation is float:
+        return "2.5", 2.5
     if annotation is Path:
         return "/srv/spacehub-test", Path("/srv/spacehub-test")
     if annotation is SecretStr:

@@ -1,5 +1,7 @@
 """Every setting of the platform, each also an environment variable `SPACEHUB_<NAME>`."""
 
+import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -7,6 +9,35 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
+_SIZE = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[kmgt]?)(?:i?b)?", re.IGNORECASE)
+_DURATION = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[smh]?)", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": MIB, "g": 1024 * MIB, "t": 1024 * 1024 * MIB}
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
+
+
+def parse_size(value: object) -> object:
+    """`4g`, `512MiB`, `1.5G` or a number of bytes (binary units, as Docker's --memory)."""
+    if not isinstance(value, str):
+        return value
+    match = _SIZE.fullmatch(value.strip())
+    if match is None:
+        raise ValueError(f"{value!r} is not a size: write bytes, or e.g. 512m, 4g")
+    return int(float(match["number"]) * _SIZE_UNITS[match["unit"].lower()])
+
+
+def parse_duration(value: object) -> object:
+    """`30m`, `1h`, `90s` or a number of seconds."""
+    if not isinstance(value, str):
+        return value
+    match = _DURATION.fullmatch(value.strip())
+    if match is None:
+        raise ValueError(f"{value!r} is not a duration: write seconds, or e.g. 90s, 30m, 1h")
+    return int(float(match["number"]) * _DURATION_UNITS[match["unit"].lower()])
+
+
+def half_the_cores() -> float:
+    """A build's default CPU share: half this machine's cores, at least one."""
+    return max(1.0, (os.cpu_count() or 2) / 2)
 
 
 class Settings(BaseSettings):
@@ -71,6 +102,25 @@ class Settings(BaseSettings):
     build_pip_index_url: str | None = Field(
         default=None, description="Package index pip uses during builds only."
     )
+    build_cpus: float = Field(
+        default_factory=half_the_cores,
+        ge=0,
+        description="Cores one build may keep busy (cgroup CPU quota; `nice` where the host "
+        "has no cgroups); default half the machine's, at least 1, so that a build's pip "
+        "install leaves the proxy, the API and running apps a share; 0: no limit.",
+    )
+    build_memory: int = Field(
+        default=4 * 1024 * MIB,
+        ge=0,
+        description="Memory one build may use, in bytes or as 512m, 4g (cgroup; a build "
+        "over it ends BUILD_ERROR naming it); 0: no limit.",
+    )
+    build_timeout: int = Field(
+        default=30 * 60,
+        ge=0,
+        description="Longest a build may run, in seconds or as 90s, 30m, 1h; a build still "
+        "running then is stopped and ends BUILD_ERROR naming the time limit; 0: no limit.",
+    )
     app_memory_limit: int | None = Field(
         default=None, description="Caps every app's memory, in bytes, below its hardware flavor's."
     )
@@ -90,6 +140,16 @@ class Settings(BaseSettings):
         description="Port of git over SSH (ssh://git@HOST:SSH_PORT/spaces/owner/name); 0 turns "
         "it off.",
     )
+
+    @field_validator("build_memory", mode="before")
+    @classmethod
+    def _size(cls, value: object) -> object:
+        return parse_size(value)
+
+    @field_validator("build_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        return parse_duration(value)
 
     @field_validator("data_dir")
     @classmethod
