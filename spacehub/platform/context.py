@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from spacehub.platform.db import make_engine
 from spacehub.platform.instance_id import platform_instance_id
 from spacehub.platform.loops import LoopHealth
+from spacehub.platform.metrics import PlatformMetrics
 from spacehub.platform.route_table import RouteTable
 from spacehub.platform.security import SecretBox, load_or_create_key
 from spacehub.platform.settings import Settings
@@ -31,6 +32,7 @@ class Platform:
     supervisor: "Supervisor | None" = None  # in `serve` only: the one owner of instances
     build_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     loops: dict[str, LoopHealth] = field(default_factory=dict)
+    metrics: PlatformMetrics = field(default_factory=PlatformMetrics)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Platform":

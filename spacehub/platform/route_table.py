@@ -36,10 +36,27 @@ class Route:
         return f"{self.owner}/{self.name}"
 
 
+# Upper bounds, in seconds, of the proxy's latency histogram (time to the response head).
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
 @dataclass
 class Activity:
+    """One space's traffic, written by the proxy's thread only; others read it (metrics, sleep).
+
+    Plain ints and lists, not metric objects: a Prometheus counter takes a lock per increment,
+    and this is written several times per request.
+    """
+
     last_request: float = field(default_factory=time.monotonic)
     open_connections: int = 0
+    # WebSocket tunnels and responses without a Content-Length (SSE, chunked) still going.
+    open_streams: int = 0
+    # Responses by status class: index 1 counts 1xx, ... 5 counts 5xx.
+    responses: list[int] = field(default_factory=lambda: [0] * 6)
+    # Per bucket of LATENCY_BUCKETS, then one past the last (+Inf); not cumulative.
+    latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    latency_sum: float = 0.0
 
 
 class RouteTable:

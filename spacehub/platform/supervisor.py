@@ -313,6 +313,7 @@ class Supervisor:
         record.restarted_at = time.monotonic()
         record.next_try = record.restarted_at + FIRST_BACKOFF_SECONDS * 2 ** (record.failures - 1)
         log.warning("restarting %s after a crash (%d)", instance.space_id, record.failures)
+        self.platform.metrics.restarts.labels(space=view.space_id).inc()
         restarted = await to_the_end(self.runtime.restart(instance))
         await to_thread.run_sync(self._record_instance, view.id, restarted)
 

@@ -1,8 +1,14 @@
-"""Activity per space for sleep-on-idle: requests in flight and open WebSockets count as open."""
+"""Activity per space for sleep-on-idle and metrics: open requests and streams, responses.
+
+Everything here runs on the proxy's thread, the only writer of `Activity` records: no lock, no
+database, no runtime. The control plane reads the records (`traffic`) from its own threads.
+"""
 
 import time
+from bisect import bisect_left
+from dataclasses import dataclass
 
-from spacehub.platform.route_table import Activity, RouteTable
+from spacehub.platform.route_table import LATENCY_BUCKETS, Activity, RouteTable
 
 
 def open_activity(routes: RouteTable, space_id: str) -> Activity:
@@ -13,7 +19,54 @@ def open_activity(routes: RouteTable, space_id: str) -> Activity:
     return activity
 
 
-def close_activity(activity: Activity) -> None:
+def close_activity(activity: Activity, streaming: bool = False) -> None:
     # Set on the object, not through the table: the space may have been removed meanwhile.
     activity.open_connections -= 1
+    if streaming:
+        activity.open_streams -= 1
     activity.last_request = time.monotonic()
+
+
+def open_stream(activity: Activity) -> None:
+    """A WebSocket or a response with no end announced: open until `close_activity(.., True)`."""
+    activity.open_streams += 1
+
+
+def record_response(activity: Activity, status: int, opened: float) -> None:
+    """Count a response whose head is going out now, `opened` being when it was forwarded."""
+    seconds = time.monotonic() - opened
+    activity.responses[status // 100 if 100 <= status < 600 else 5] += 1
+    activity.latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+    activity.latency_sum += seconds
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """A copy of one space's activity, taken from another thread than the proxy's."""
+
+    space_id: str
+    idle_seconds: float
+    open_connections: int
+    open_streams: int
+    responses: tuple[int, ...]
+    latency_counts: tuple[int, ...]
+    latency_sum: float
+
+
+def traffic(routes: RouteTable) -> list[Traffic]:
+    """Every space's activity now. Copies of dicts and lists are single steps under the GIL, so
+    the proxy's thread writing meanwhile cannot break them (a scrape may see a request counted
+    and its latency not yet)."""
+    now = time.monotonic()
+    return [
+        Traffic(
+            space_id=space_id,
+            idle_seconds=0.0 if record.open_connections else now - record.last_request,
+            open_connections=record.open_connections,
+            open_streams=record.open_streams,
+            responses=tuple(record.responses),
+            latency_counts=tuple(record.latency_counts),
+            latency_sum=record.latency_sum,
+        )
+        for space_id, record in list(routes.activity.items())
+    ]

@@ -3,12 +3,18 @@
 import asyncio
 import logging
 import re
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
 import httptools
 
-from spacehub.platform.proxy.activity import close_activity, open_activity
+from spacehub.platform.proxy.activity import (
+    close_activity,
+    open_activity,
+    open_stream,
+    record_response,
+)
 from spacehub.platform.proxy.context import ProxyContext
 from spacehub.platform.proxy.http_head import (
     CLIENT_FORWARDING,
@@ -126,6 +132,7 @@ class Exchange:
         "_got_response",
         "_head",
         "_head_buffer",
+        "_opened",
         "_out",
         "_parser",
         "_pending",
@@ -139,6 +146,7 @@ class Exchange:
         "_route",
         "_sender",
         "_status",
+        "_streaming",
         "_task",
         "_upgraded",
         "_upstream",
@@ -162,6 +170,8 @@ class Exchange:
         self._route: Route | None = None
         self._prefix = b""
         self._activity: Activity | None = None
+        self._opened = 0.0  # when the request went to the app (or its file was looked up)
+        self._streaming = False  # counted in its space's open streams
         self._parser: httptools.HttpResponseParser | None = None
         self._status = 0
         self._got_response = False
@@ -270,6 +280,7 @@ class Exchange:
     def _answer_static(self, route: Route, decision: Destination) -> bool:
         """Answer with a file of the release; False when the control plane must answer instead."""
         assert route.static_root is not None
+        self._opened = time.monotonic()
         file = find_file(route.static_root, decision.app_target)
         if file is None:
             return False
@@ -287,6 +298,7 @@ class Exchange:
         if_none_match = header_value(request.headers, b"if-none-match")
         custom = custom_header_lines(route)
         status, head = file_head(file, if_none_match, custom, self._client_close)
+        record_response(self._activity, status, self._opened)
         self._response_started = True
         if status == 304 or head_only or body or file.stat.st_size == 0:
             self._client.send(head + body if status == 200 else head)
@@ -313,6 +325,7 @@ class Exchange:
         self._route = route
         self._prefix = decision.prefix
         self._activity = open_activity(self._ctx.routes, route.space_id)
+        self._opened = time.monotonic()
         drop = _DROP_FROM_PRIVATE_APP_REQUESTS if route.private else _DROP_FROM_REQUESTS
         self._forward(route.upstream, decision.app_target, drop, decision.prefix)
 
@@ -447,6 +460,8 @@ class Exchange:
             return False  # framed otherwise: chunked, or ended by closing
         self._status = status
         self._response_started = True
+        if self._activity is not None:
+            record_response(self._activity, status, self._opened)
         # HTTP/1.1 and no Connection but keep-alive: the upstream keeps it open. (Not asked of
         # the parser: once a message is over, as an empty body's is here, it answers False.)
         self._upstream_keep_alive = True
@@ -535,6 +550,11 @@ class Exchange:
             reason, headers = parse_response_head(head)
             as_received = render_head(status_line(status, reason), self._client_headers(headers))
         self._out.append(as_received)
+        if self._activity is not None:
+            record_response(self._activity, status, self._opened)
+            if self._rechunk or self._close_delimited:  # an SSE stream, or another open end
+                open_stream(self._activity)
+                self._streaming = True
         if self.request.method == b"HEAD" or status in _NO_BODY_STATUSES:
             self._complete_response()
 
@@ -661,6 +681,8 @@ class Exchange:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        if self._activity is not None and not self._response_started:
+            record_response(self._activity, status, self._opened)
         self._release_activity()
         if self._response_started:
             self._client.abort()
@@ -684,5 +706,6 @@ class Exchange:
 
     def _release_activity(self) -> None:
         if self._activity is not None:
-            close_activity(self._activity)
+            close_activity(self._activity, self._streaming)
             self._activity = None
+            self._streaming = False

@@ -2,7 +2,7 @@
 
 from typing import Protocol
 
-from spacehub.platform.proxy.activity import close_activity
+from spacehub.platform.proxy.activity import close_activity, open_stream
 from spacehub.platform.proxy.upstream_pool import UpstreamConnection
 from spacehub.platform.route_table import Activity
 
@@ -21,6 +21,8 @@ class Tunnel:
         self._client = client
         self._conn = conn
         self._activity = activity
+        if activity is not None:
+            open_stream(activity)
         conn.listener = self
 
     def client_data(self, data: bytes) -> None:
@@ -52,5 +54,5 @@ class Tunnel:
     def _release(self) -> None:
         # An open WebSocket is activity for sleep-on-idle for as long as it lasts.
         if self._activity is not None:
-            close_activity(self._activity)
+            close_activity(self._activity, streaming=True)
             self._activity = None
