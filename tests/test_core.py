@@ -139,11 +139,10 @@ def test_every_key_of_the_front_matter_is_read() -> None:
             "emoji: ⛅",
             "colorFrom: indigo",
             "colorTo: pink",
-            "sdk: docker",
+            "sdk: gradio",
             "sdk_version: 4.44.1",
             "python_version: 3.12",
             "app_file: server.py",
-            "app_port: 8080",
             "base_path: /ui",
             "startup_duration_timeout: 1h",
             "short_description: Tells the weather",
@@ -159,12 +158,11 @@ def test_every_key_of_the_front_matter_is_read() -> None:
     assert config.title == "Weather"
     assert config.emoji == "⛅"
     assert (config.color_from, config.color_to) == ("indigo", "pink")
-    assert config.sdk == "docker"
+    assert config.sdk == "gradio"
     assert config.sdk_version == "4.44.1"
     assert config.python_version == "3.12"
     assert config.app_file == "server.py"
-    assert config.effective_app_file == "Dockerfile"
-    assert config.app_port == 8080
+    assert config.effective_app_file == "server.py"
     assert config.base_path == "/ui"
     assert config.startup_timeout_seconds == 3600
     assert config.short_description == "Tells the weather"
@@ -175,7 +173,7 @@ def test_every_key_of_the_front_matter_is_read() -> None:
     assert config.disable_embedding is True
     assert config.custom_headers == {"cross-origin-embedder-policy": "require-corp"}
     card = config.card_data
-    assert card["colorFrom"] == "indigo" and card["sdk"] == "docker"
+    assert card["colorFrom"] == "indigo" and card["sdk"] == "gradio"
 
 
 def test_app_file_defaults_per_sdk() -> None:
@@ -195,14 +193,17 @@ def test_python_version_is_kept_as_written(written: str, kept: str) -> None:
 
 @pytest.mark.parametrize(
     ("value", "seconds"),
-    [("30m", 1800), ("90s", 90), ("90", 90), ("2h", 7200), ("1d", 86400), (" 5m ", 300)],
+    [
+        *(("30m", 1800), ("90s", 90), ("90", 90), ("2h", 7200), ("1d", 86400), (" 5m ", 300)),
+        *(("1.5h", 5400), ("1h30m", 5400), ("30 minutes", 1800), ("1w", 7 * 86400)),
+    ],
 )
 def test_startup_duration_timeout(value: str, seconds: int) -> None:
     config = parse_space_config(front_matter("sdk: gradio", f"startup_duration_timeout: '{value}'"))
     assert config.startup_timeout_seconds == seconds
 
 
-@pytest.mark.parametrize("value", ["soon", "30 minutes", "1w", "-5m", "1.5h"])
+@pytest.mark.parametrize("value", ["soon", "5 parsecs", "-5m", "1h30", "0", "1.5.2h"])
 def test_a_startup_duration_timeout_that_is_not_a_duration_is_refused(value: str) -> None:
     with pytest.raises(InvalidConfig) as raised:
         parse_space_config(front_matter("sdk: gradio", f"startup_duration_timeout: '{value}'"))
@@ -238,8 +239,8 @@ def test_an_unknown_sdk_is_refused_listing_the_known_ones() -> None:
     ("line", "key"),
     [
         ("pinned: maybe", "pinned"),
-        ("app_port: '8080'", "app_port"),
-        ("app_port: 70000", "app_port"),
+        ("app_file: ../app.py", "app_file"),
+        ("python_version: 2.7", "python_version"),
         ("tags: weather", "tags"),
         ("colorFrom: turquoise", "colorFrom"),
         ("short_description: " + "x" * 61, "short_description"),
@@ -329,13 +330,14 @@ def test_app_file_named_in_front_matter_is_looked_for(tmp_path: Path) -> None:
     assert plan_build(source, None).config.app_file == "ui/main.py"
 
 
-def test_an_app_file_outside_the_checkout_is_no_app_file(tmp_path: Path) -> None:
+def test_an_app_file_outside_the_checkout_is_a_config_error(tmp_path: Path) -> None:
     (tmp_path / "outside.py").write_text("")
     source = checkout(
         tmp_path / "repo", {"README.md": front_matter("sdk: gradio", "app_file: ../outside.py")}
     )
-    with pytest.raises(NoAppFile):
+    with pytest.raises(InvalidConfig) as raised:
         plan_build(source, None)
+    assert raised.value.line == 3 and "'..'" in raised.value.message
 
 
 def test_a_directory_is_not_an_app_file(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from spacehub.builder.plan import BuildPlan
+from spacehub.core.space_config import app_file_problem
 
 DEFAULT_SDK_VERSIONS = {"gradio": "6.31.0", "streamlit": "1.67.0"}
 UV_VERSION = "0.13.9"
@@ -20,7 +21,6 @@ SDK_COMPANIONS = {"gradio": ("spaces==0.51.3",), "streamlit": ()}
 _IMAGE = re.compile(
     r"[a-z0-9][a-z0-9._/-]{0,200}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?"
 )
-_APP_FILE = re.compile(r"(?!.*\.\./)[A-Za-z0-9_][A-Za-z0-9_./-]{0,200}\.py")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 # Values end up between double quotes in an ENV line: no quote, backslash, dollar or newline.
 _ENV_VALUE = re.compile(r"[^\"\\$\n\r]{0,4096}")
@@ -53,8 +53,9 @@ def render_dockerfile(plan: BuildPlan, *, base_image: str, has_build_secrets: bo
     if config.sdk not in DEFAULT_SDK_VERSIONS:
         raise ValueError(f"the {config.sdk} sdk has no Dockerfile template")
     app_file = config.effective_app_file
-    if not _APP_FILE.fullmatch(app_file):
-        raise ValueError(f"app_file {app_file!r} must be a relative path to a .py file")
+    problem = app_file_problem(app_file, config.sdk)  # InvalidConfig before a build comes here
+    if problem is not None:
+        raise ValueError(f"app_file {app_file!r} cannot be used: {problem}")
     version = config.sdk_version or DEFAULT_SDK_VERSIONS[config.sdk]
     return _environment.get_template(f"{config.sdk}/Dockerfile").render(
         sdk=config.sdk,

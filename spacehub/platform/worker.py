@@ -128,6 +128,8 @@ async def process_build(platform: Platform, build: Build) -> None:
             job.log.write(f"{stage}: {error.message}")
             _fail(platform, job.build, stage, error.message)
             return
+        for warning in plan.warnings:
+            job.log.write(f"Warning: {warning}")
         _record_config(platform, job.space_id, plan)
         artifact = await _build_artifact(platform, job, plan)
         if artifact is None:
