@@ -34,8 +34,15 @@ def main(argv: list[str] | None = None) -> int:
     worker = commands.add_parser("worker", help="run builds only, against the same database")
     worker.add_argument("--data-dir", type=Path)
     base = commands.add_parser(
-        "base-image", help="prepare the Docker base image, offline if need be"
+        "base-image",
+        help="provide base images (default: the platform's), pulled or else built offline",
+        description="Each IMAGE not on the Docker engine is pulled (through "
+        "SPACEHUB_REGISTRY_MIRROR when set), else built from Debian packages and npm: "
+        "python:3.9-slim, python:3.11-slim, python:3.13-slim, node:18, node:20, node:22 and "
+        "their -slim variants.",
     )
+    base.add_argument("images", nargs="*", metavar="IMAGE")
+    base.add_argument("--all", action="store_true", help="every base it can build offline")
     base.add_argument("--data-dir", type=Path)
     _add_ssh_keys_parser(commands)
     hook = commands.add_parser("git-hook", help=argparse.SUPPRESS)
@@ -64,12 +71,28 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "worker":
         _run(run_workers(settings))
     elif args.command == "base-image":
-        from spacehub.builder.base_image import ensure_base_image
-
-        ensure_base_image(settings.base_image, print)
+        return provide_base_images(settings, args.images, every=args.all)
     elif args.command == "ssh-keys":
         return manage_ssh_keys(settings, args)
     return 0
+
+
+def provide_base_images(settings: "Settings", images: list[str], *, every: bool) -> int:
+    """`spacehub base-image`: each image present, pulled or built; 1 if any is not."""
+    from spacehub.builder.base_image import BaseImageUnavailable, ensure_base_image, known_bases
+
+    wanted = list(dict.fromkeys([*images, *(known_bases() if every else [])]))
+    failed = 0
+    for image in wanted or [settings.base_image]:
+        try:
+            ensure_base_image(image, print, mirror=settings.registry_mirror)
+        except BaseImageUnavailable as error:
+            print(error.message, file=sys.stderr)
+            failed += 1
+        except (RuntimeError, ValueError) as error:
+            print(f"{image}: {error}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
 
 
 def _add_ssh_keys_parser(commands: "argparse._SubParsersAction") -> None:

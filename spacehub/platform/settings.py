@@ -96,6 +96,11 @@ class Settings(BaseSettings):
     base_image: str = Field(
         default="python:3.11-slim", description="Base image of the Gradio and Streamlit templates."
     )
+    registry_mirror: str | None = Field(
+        default=None,
+        description="Registry mirror (host[:port][/path]) asked first for a missing base image: "
+        "python:3.10-slim comes from MIRROR/library/python:3.10-slim, tagged python:3.10-slim.",
+    )
     build_ca_bundle: Path | None = Field(
         default=None, description="CA bundle pip needs during builds only (TLS-inspecting proxies)."
     )
