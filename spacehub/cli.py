@@ -1,4 +1,4 @@
-"""spacehub's commands: serve, worker, base-image, ssh-keys, and the git hook entry point."""
+"""spacehub's commands: serve, worker, base-image, ssh-keys, users, orgs, tokens, git hook."""
 
 import argparse
 import asyncio
@@ -11,6 +11,8 @@ import sys
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from spacehub import account_commands
 
 if TYPE_CHECKING:
     from spacehub.platform.settings import Settings
@@ -45,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     base.add_argument("--all", action="store_true", help="every base it can build offline")
     base.add_argument("--data-dir", type=Path)
     _add_ssh_keys_parser(commands)
+    account_commands.add_parsers(commands, account_commands.where_options())
     hook = commands.add_parser("git-hook", help=argparse.SUPPRESS)
     hook.add_argument("name", choices=["post-receive"])
     args = parser.parse_args(argv)
@@ -74,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         return provide_base_images(settings, args.images, every=args.all)
     elif args.command == "ssh-keys":
         return manage_ssh_keys(settings, args)
+    elif args.command in ("users", "orgs", "tokens"):
+        return account_commands.manage_accounts(settings, args)
     return 0
 
 
@@ -117,17 +122,12 @@ def _add_ssh_keys_parser(commands: "argparse._SubParsersAction") -> None:
 
 def manage_ssh_keys(settings: "Settings", args: argparse.Namespace) -> int:
     """`spacehub ssh-keys add|list|remove` against the data dir's database."""
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     from spacehub.core.errors import SpacehubError
-    from spacehub.platform.db import make_engine, migrate, session_scope
     from spacehub.platform.models import User
     from spacehub.platform.services import accounts, ssh_keys
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.effective_database_url)
     try:
-        migrate(engine)
-        with session_scope(engine) as session:
+        with account_commands.data_dir_session(settings) as session:
             if args.action == "add":
                 text = sys.stdin.read() if args.keyfile == "-" else Path(args.keyfile).read_text()
                 user = accounts.user_by_name(session, args.user)
@@ -152,8 +152,6 @@ def manage_ssh_keys(settings: "Settings", args: argparse.Namespace) -> int:
     except (SpacehubError, OSError) as error:
         print(f"spacehub ssh-keys: {getattr(error, 'message', error)}", file=sys.stderr)
         return 1
-    finally:
-        engine.dispose()
     return 0
 
 

@@ -21,8 +21,19 @@ class User(SQLModel, table=True):
     fullname: str = Field(default="", max_length=200)
     is_org: bool = False
     is_admin: bool = False
-    password_hash: str | None = None
+    # A disabled user's tokens, SSH keys and password stop working; their spaces stay.
+    disabled: bool = False
+    password_hash: str | None = None  # argon2; None: no password sign-in
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class MemberRole(StrEnum):
+    """What a member may do in an org: see its private spaces, also push and create, also
+    manage its members."""
+
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
 
 
 class Membership(SQLModel, table=True):
@@ -31,6 +42,7 @@ class Membership(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     org_id: int = Field(foreign_key="user.id", index=True)
     user_id: int = Field(foreign_key="user.id", index=True)
+    role: MemberRole = MemberRole.WRITE
 
 
 class TokenRole(StrEnum):
@@ -48,6 +60,7 @@ class Token(SQLModel, table=True):
     token_hash: str = Field(index=True, unique=True, max_length=64)
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime | None = None  # short-lived tokens, e.g. git-lfs over SSH
+    last_used_at: datetime | None = None  # to the minute: a busy token is not a write per use
 
 
 class SshKey(SQLModel, table=True):

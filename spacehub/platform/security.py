@@ -5,6 +5,7 @@ import secrets
 from pathlib import Path
 
 from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.fernet import Fernet
 
 TOKEN_PREFIX = "hf_"
@@ -24,6 +25,13 @@ def hash_token(token: str) -> str:
 
 def hash_password(password: str) -> str:
     return _passwords.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _passwords.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 def load_or_create_key(path: Path, make: bytes) -> bytes:

@@ -101,7 +101,7 @@ def resolve_target(platform: Platform, user_id: int, request: GitRequest) -> Git
     """The repository the key's user may use for `request`, or the error HTTP would give."""
     with session_scope(platform.engine) as session:
         user = session.get(User, user_id)
-        if user is None:
+        if user is None or user.disabled:  # disabled since the connection signed in
             raise RepoNotFound(NOT_FOUND)
         caller = Caller(user=user, role=TokenRole.WRITE, token_name=SSH_CALLER)
         space = spaces.find_space(session, request.owner, request.name)

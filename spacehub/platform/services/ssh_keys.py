@@ -87,12 +87,13 @@ def remove_key(session: Session, key_id: int, user: User | None = None) -> SshKe
 
 
 def key_holder(session: Session, fingerprint: str) -> tuple[User, SshKey] | None:
-    """The user a key (by its SHA256 fingerprint) belongs to, or None for an unknown key."""
+    """The user a key (by its SHA256 fingerprint) belongs to; None for an unknown key or a
+    disabled user's."""
     row = session.exec(select(SshKey).where(SshKey.fingerprint == fingerprint)).first()
     if row is None:
         return None
     user = session.get(User, row.user_id)
-    return (user, row) if user is not None else None
+    return (user, row) if user is not None and not user.disabled else None
 
 
 def record_use(session: Session, key_id: int) -> None:
