@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import TypeVar
 
 from anyio import to_thread
 
+from spacehub.builder.build_processes import CANCELLED, time_limit_message
+from spacehub.builder.limits import BuildLimits, BuildStopped
 from spacehub.builder.plan import BuildPlan, plan_build
 from spacehub.builder.static import build_static_release
 from spacehub.core.errors import InvalidConfig, NoAppFile, Unprocessable
@@ -29,12 +32,17 @@ from spacehub.platform.loops import idle
 from spacehub.platform.models import Build, Space
 from spacehub.platform.services import builds, desired, secrets
 from spacehub.platform.services.spaces import owner_of, set_stage
+from spacehub.platform.settings import Settings
 
 log = logging.getLogger(__name__)
 IDLE_POLL_SECONDS = 1.0
 
 
 STOP_GRACE_SECONDS = 5.0
+CANCEL_POLL_SECONDS = 0.5  # how often a running build's row is read for a cancel
+# Builders enforce the time limit themselves; past it and this grace, the worker cancels one
+# that did not (or a step outside them, such as exporting the commit).
+TIMEOUT_GRACE_SECONDS = 5.0
 Result = TypeVar("Result")
 
 
@@ -105,45 +113,105 @@ class BuildJob:
     build_args: dict[str, str]
     build_secrets: dict[str, str]
     log: LogWriter
+    limits: BuildLimits
+
+
+def build_limits(settings: Settings) -> BuildLimits:
+    """One build's limits from the settings (0 there: no limit), with a fresh cancel Event."""
+    return BuildLimits(
+        cpus=settings.build_cpus or None,
+        memory_bytes=settings.build_memory or None,
+        timeout_seconds=settings.build_timeout or None,
+    )
+
+
+class BuildWatch:
+    """Sets a running build's cancel Event when the API asks (on its row, so that a cancel
+    reaches builds of `serve` and of `spacehub worker` alike) or when its time is up."""
+
+    def __init__(self, platform: Platform, build_id: int, limits: BuildLimits) -> None:
+        self.platform = platform
+        self.build_id = build_id
+        self.limits = limits
+        self.reason: str | None = None
+
+    async def run(self) -> None:
+        timeout = self.limits.timeout_seconds
+        deadline = None if timeout is None else time.monotonic() + timeout + TIMEOUT_GRACE_SECONDS
+        while self.reason is None:
+            await asyncio.sleep(CANCEL_POLL_SECONDS)
+            try:
+                asked = await to_thread.run_sync(self._cancel_asked)
+            except Exception:  # a database away for a moment: look again
+                log.exception("could not read build %s for a cancel", self.build_id)
+                asked = False
+            if asked:
+                self.reason = CANCELLED
+            elif deadline is not None and time.monotonic() > deadline:
+                self.reason = time_limit_message(timeout or 0)
+        self.limits.cancel.set()
+
+    def _cancel_asked(self) -> bool:
+        with session_scope(self.platform.engine) as session:
+            return builds.cancel_asked(session, self.build_id)
+
+    def check(self) -> None:
+        if self.reason is not None:
+            raise BuildStopped(self.reason)
 
 
 async def process_build(platform: Platform, build: Build) -> None:
     job = await _prepare(platform, build)
     if job is None:
         return
+    assert job.build.id is not None
+    watch = BuildWatch(platform, job.build.id, job.limits)
+    watcher = asyncio.create_task(watch.run())
     try:
-        job.log.write(f"Building {job.space_name} at commit {job.build.commit}")
-        try:
-            await to_thread.run_sync(
-                export_commit, job.repo, job.build.commit, job.workdir, platform.settings.data_dir
-            )
-        except Unprocessable as error:  # an LFS file whose object the space lacks
-            job.log.write(f"{Stage.BUILD_ERROR}: {error.message}")
-            _fail(platform, job.build, Stage.BUILD_ERROR, error.message)
-            return
-        try:
-            plan = await to_thread.run_sync(plan_build, job.workdir, job.sdk)
-        except (InvalidConfig, NoAppFile) as error:
-            stage = Stage.CONFIG_ERROR if isinstance(error, InvalidConfig) else Stage.NO_APP_FILE
-            job.log.write(f"{stage}: {error.message}")
-            _fail(platform, job.build, stage, error.message)
-            return
-        for warning in plan.warnings:
-            job.log.write(f"Warning: {warning}")
-        _record_config(platform, job.space_id, plan)
-        artifact = await _build_artifact(platform, job, plan)
-        if artifact is None:
-            return
-        job.log.write(
-            "Build finished; starting the app" if artifact.kind != "static" else "Release ready"
-        )
-        await to_thread.run_sync(_record_release, platform, job, artifact)
-        with session_scope(platform.engine) as session:
-            builds.finish(session, session.get(Build, job.build.id))
-        if platform.supervisor is not None:  # in `serve`; from a `spacehub worker`, its next tick
-            platform.supervisor.wake()
+        await _run_job(platform, job, watch)
+    except BuildStopped as error:
+        _stopped(platform, job, watch.reason or error.message)
+    except asyncio.CancelledError:
+        job.limits.cancel.set()  # the platform stops: end the build's processes too
+        raise
     finally:
+        watcher.cancel()
         await to_thread.run_sync(lambda: shutil.rmtree(job.workdir, ignore_errors=True))
+
+
+async def _run_job(platform: Platform, job: BuildJob, watch: BuildWatch) -> None:
+    job.log.write(f"Building {job.space_name} at commit {job.build.commit}")
+    try:
+        await to_thread.run_sync(
+            export_commit, job.repo, job.build.commit, job.workdir, platform.settings.data_dir
+        )
+    except Unprocessable as error:  # an LFS file whose object the space lacks
+        job.log.write(f"{Stage.BUILD_ERROR}: {error.message}")
+        _fail(platform, job.build, Stage.BUILD_ERROR, error.message)
+        return
+    try:
+        plan = await to_thread.run_sync(plan_build, job.workdir, job.sdk)
+    except (InvalidConfig, NoAppFile) as error:
+        stage = Stage.CONFIG_ERROR if isinstance(error, InvalidConfig) else Stage.NO_APP_FILE
+        job.log.write(f"{stage}: {error.message}")
+        _fail(platform, job.build, stage, error.message)
+        return
+    for warning in plan.warnings:
+        job.log.write(f"Warning: {warning}")
+    _record_config(platform, job.space_id, plan)
+    watch.check()
+    artifact = await _build_artifact(platform, job, plan)
+    if artifact is None:
+        return
+    watch.check()  # a cancel that came as the build finished: the release does not go live
+    job.log.write(
+        "Build finished; starting the app" if artifact.kind != "static" else "Release ready"
+    )
+    await to_thread.run_sync(_record_release, platform, job, artifact)
+    with session_scope(platform.engine) as session:
+        builds.finish(session, session.get(Build, job.build.id))
+    if platform.supervisor is not None:  # in `serve`; from a `spacehub worker`, its next tick
+        platform.supervisor.wake()
 
 
 async def _prepare(platform: Platform, build: Build) -> BuildJob | None:
@@ -185,6 +253,7 @@ async def _prepare(platform: Platform, build: Build) -> BuildJob | None:
             build_args={row.key: row.value for row in secrets.list_variables(session, space)},
             build_secrets=secrets.secret_values(session, platform.secret_box, space),
             log=log,
+            limits=build_limits(settings),
         )
 
 
@@ -255,6 +324,7 @@ async def _build_venv_release(
                 options,
                 build_secrets={**job.build_args, **job.build_secrets},
                 log=job.log.write,
+                limits=job.limits,
             )
         )
     except BuildFailed as error:
@@ -279,6 +349,23 @@ def _record_release(platform: Platform, job: BuildJob, artifact: Artifact) -> No
         space = session.get(Space, job.space_id)
         assert space is not None
         desired.want_release(session, space, artifact, job.build.id)
+
+
+def _stopped(platform: Platform, job: BuildJob, message: str) -> None:
+    """A cancel puts the space back as it was; a limit is a BUILD_ERROR naming it, the old
+    release (if any) still live."""
+    if message != CANCELLED:
+        job.log.write(f"Build stopped: {message}")
+        _fail(platform, job.build, Stage.BUILD_ERROR, f"{message}\n{job.log.tail()}".strip())
+        return
+    job.log.write("Build cancelled")
+    with session_scope(platform.engine) as session:
+        row = session.get(Build, job.build.id)
+        if row is not None:
+            builds.finish(session, row, error=CANCELLED)
+        space = session.get(Space, job.space_id)
+        if space is not None:
+            builds.settle_cancelled(session, space)
 
 
 def _fail(platform: Platform, build: Build, stage: Stage, message: str) -> None:

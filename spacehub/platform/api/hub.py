@@ -26,7 +26,7 @@ from spacehub.platform.deps import CallerDep, PlatformDep, SessionDep
 from spacehub.platform.git import reading
 from spacehub.platform.git.repos import repo_path
 from spacehub.platform.models import Space, User
-from spacehub.platform.services import accounts, secrets, spaces
+from spacehub.platform.services import accounts, builds, secrets, spaces
 from spacehub.platform.services.accounts import Caller
 
 router = APIRouter(prefix="/api")
@@ -87,6 +87,12 @@ class Hardware(BaseModel):
 
 class Storage(BaseModel):
     tier: Literal["small", "medium", "large"]
+
+
+class CancelledBuilds(BaseModel):
+    id: int = Field(description="The build cancelled: the running one, else the queued one.")
+    commit: str
+    cancelled: list[int] = Field(description="Every build cancelled: running and queued.")
 
 
 class ValidateYaml(BaseModel):
@@ -253,6 +259,24 @@ async def pause(
     space = _writable_space(session, caller, owner, name)
     await lifecycle.pause_space(platform, session, space)
     return runtime_json(platform.settings, space)
+
+
+@router.post(
+    "/spaces/{owner}/{name}/builds/cancel",
+    response_model=CancelledBuilds,
+    summary="Cancel the space's build",
+    responses={409: {"description": "No build of the space is queued or running."}},
+)
+def cancel_build(owner: str, name: str, caller: CallerDep, session: SessionDep) -> CancelledBuilds:
+    """A queued build never starts; a running one stops within a second or so and ends
+    BUILD_ERROR "build cancelled" (or the space keeps RUNNING its live release)."""
+    space = _writable_space(session, caller, owner, name)
+    cancelled = builds.cancel(session, space)
+    return CancelledBuilds(
+        id=cancelled[0].id or 0,
+        commit=cancelled[0].commit,
+        cancelled=[build.id or 0 for build in cancelled],
+    )
 
 
 @router.post("/spaces/{owner}/{name}/sleeptime")

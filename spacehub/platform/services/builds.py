@@ -9,6 +9,10 @@ from spacehub.core.stages import Stage, building_stage
 from spacehub.platform.models import Build, BuildStatus, Space, utcnow
 
 INTERRUPTED = "interrupted by a platform restart"
+CANCELLED = "build cancelled"
+# A running build's `error` while its worker has yet to stop it (no new status, no migration).
+CANCEL_ASKED = "cancel asked"
+SERVING_STAGES = frozenset({Stage.RUNNING, Stage.RUNNING_BUILDING, Stage.RUNNING_APP_STARTING})
 ENQUEUE_ATTEMPTS = 5
 NOT_SERVING = frozenset(
     {Stage.PAUSED, Stage.STOPPED, Stage.SLEEPING, Stage.RUNTIME_ERROR, Stage.DELETING}
@@ -32,7 +36,13 @@ def enqueue(session: Session, space: Space, commit: str, *, no_cache: bool = Fal
 def _enqueue_once(session: Session, space: Space, commit: str, no_cache: bool) -> Build | None:
     queued = _build_of(session, space, BuildStatus.QUEUED)
     running = _build_of(session, space, BuildStatus.RUNNING)
-    if queued is None and running is not None and running.commit == commit and not no_cache:
+    if (
+        queued is None
+        and running is not None
+        and running.commit == commit
+        and running.error != CANCEL_ASKED
+        and not no_cache
+    ):
         return None
     if queued is None:
         queued = Build(space_id=space.id, commit=commit, no_cache=no_cache)
@@ -98,6 +108,13 @@ def requeue_interrupted(session: Session, worker_prefix: str | None = None) -> i
         statement = statement.where(col(Build.claimed_by).startswith(worker_prefix))
     count = 0
     for build in session.exec(statement).all():
+        if build.error == CANCEL_ASKED:
+            build.status = BuildStatus.FAILED
+            build.error = CANCELLED
+            build.finished_at = utcnow()
+            session.add(build)
+            count += 1
+            continue
         newer = session.exec(
             select(Build).where(
                 Build.space_id == build.space_id, Build.status == BuildStatus.QUEUED
@@ -115,6 +132,69 @@ def requeue_interrupted(session: Session, worker_prefix: str | None = None) -> i
         count += 1
     session.commit()
     return count
+
+
+def cancel(session: Session, space: Space) -> list[Build]:
+    """Cancel the space's builds: a queued one never starts, a running one is asked to stop.
+
+    The worker running a build (in `serve` or a `spacehub worker`) sees the ask on its row
+    and stops it. Raises Conflict when no build of the space is queued or running.
+    """
+    queued = _build_of(session, space, BuildStatus.QUEUED)
+    running = _build_of(session, space, BuildStatus.RUNNING)
+    if queued is None and running is None:
+        raise Conflict("no build of this space is queued or running")
+    cancelled = []
+    if queued is not None:
+        if _settle_queued(session, queued):
+            cancelled.append(queued)
+        else:  # claimed meanwhile: it runs now
+            running = queued
+    if running is not None:
+        session.execute(
+            update(Build)
+            .where(col(Build.id) == running.id, col(Build.status) == BuildStatus.RUNNING)
+            .values(error=CANCEL_ASKED)
+        )
+        cancelled.insert(0, running)
+    session.commit()
+    if running is None:
+        session.refresh(space)
+        settle_cancelled(session, space)
+    for build in cancelled:
+        session.refresh(build)
+    return cancelled
+
+
+def _settle_queued(session: Session, build: Build) -> bool:
+    result = session.execute(
+        update(Build)
+        .where(col(Build.id) == build.id, col(Build.status) == BuildStatus.QUEUED)
+        .values(status=BuildStatus.FAILED, error=CANCELLED, finished_at=utcnow())
+    )
+    return result.rowcount == 1
+
+
+def cancel_asked(session: Session, build_id: int) -> bool:
+    build = session.get(Build, build_id)
+    return build is not None and build.status == BuildStatus.RUNNING and build.error == CANCEL_ASKED
+
+
+def settle_cancelled(session: Session, space: Space) -> None:
+    """After a cancel the space is as before its build: RUNNING when a release serves, else
+    BUILD_ERROR saying so; unless another build is queued, or it is paused or being deleted."""
+    if _build_of(session, space, BuildStatus.QUEUED) is not None:
+        return
+    if _build_of(session, space, BuildStatus.RUNNING) is not None:
+        return
+    if space.stage in (Stage.PAUSED, Stage.DELETING):
+        return
+    serving = space.current_commit is not None and space.stage in SERVING_STAGES
+    space.stage = Stage.RUNNING if serving else Stage.BUILD_ERROR
+    space.error_message = None if serving else CANCELLED
+    space.updated_at = utcnow()
+    session.add(space)
+    session.commit()
 
 
 def builds_of(session: Session, space: Space) -> list[Build]:
