@@ -243,7 +243,7 @@ def test_an_unknown_sdk_is_refused_listing_the_known_ones() -> None:
         ("python_version: 2.7", "python_version"),
         ("tags: weather", "tags"),
         ("colorFrom: turquoise", "colorFrom"),
-        ("short_description: " + "x" * 61, "short_description"),
+        ("short_description: [a, b]", "short_description"),
         ("custom_headers: [a]", "custom_headers"),
         ("base_path: ui", "base_path"),
         ("base_path: /a/../b", "base_path"),

@@ -49,14 +49,13 @@ _BOOLEAN_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": F
 DISPLAY_KEYS = frozenset(
     {
         "fullWidth", "header", "thumbnail", "models", "datasets", "suggested_storage",
-        "duplicated_from", "language", "hf_oauth_authorized_org",
+        "duplicated_from", "language", "hf_oauth_authorized_org", "hf_oauth_scopes",
+        "hf_oauth_expiration_minutes",
     }
 )  # fmt: skip
 # Keys that change how the Hub runs a space, which this platform does not do: a warning each.
 UNSUPPORTED_KEYS = {
     "hf_oauth": "Sign-in with HF is not available here: the app gets no OAUTH_* variables",
-    "hf_oauth_scopes": "Sign-in with HF is not available here",
-    "hf_oauth_expiration_minutes": "Sign-in with HF is not available here",
     "preload_from_hub": "files are not preloaded from the Hub here: the app downloads them",
     "app_build_command": "static spaces are served as committed here: no build command runs",
 }
@@ -209,7 +208,7 @@ class SpaceConfig(BaseModel):
     app_port: int = Field(default=7860, ge=1, le=65535)
     base_path: str = "/"
     startup_duration_timeout: str = "30m"
-    short_description: str | None = Field(default=None, max_length=60)
+    short_description: str | None = None
     tags: list[str] = Field(default_factory=list)
     pinned: bool = False
     license: str | list[str] | None = None
@@ -424,15 +423,17 @@ def read_space_config(
             message = f"unknown sdk {data.get('sdk')!r}: use one of {', '.join(SDKS)}"
         line = line_of_key(text, top_key, first_line)
         raise InvalidConfig(f"{key}: {message}", line) from None
-    return config, _warnings(data, config.sdk, text, first_line)
+    return config, _warnings(data, config, text, first_line)
 
 
-def _warnings(data: dict[str, Any], sdk: str, text: str, first_line: int) -> list[str]:
+def _warnings(data: dict[str, Any], config: SpaceConfig, text: str, first_line: int) -> list[str]:
     warnings = []
     for key, value in data.items():
         if key in _FIELD_KEYS:
-            if key in IGNORED_FOR_SDK[sdk] and value is not None:
-                reason = f"{key} does not apply to {sdk} spaces: ignored"
+            if key in IGNORED_FOR_SDK[config.sdk] and value is not None:
+                reason = f"{key} does not apply to {config.sdk} spaces: ignored"
+            elif key == "short_description" and len(config.short_description or "") > 60:
+                reason = f"short_description is {len(value)} characters: the Hub's cards show 60"
             else:
                 continue
         elif key in UNSUPPORTED_KEYS:
