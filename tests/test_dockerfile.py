@@ -8,7 +8,6 @@ import pytest
 from spacehub.builder.dockerfile import (
     read_user_dockerfile,
     referenced_names,
-    render_build_base,
     render_dockerfile,
     rewrite_user_dockerfile,
 )
@@ -38,40 +37,41 @@ def assert_golden(name: str, text: str) -> None:
 
 
 CASES = {
-    "gradio.Dockerfile": (plan_for("gradio"), False),
-    "gradio-full.Dockerfile": (
-        plan_for(
-            "gradio",
-            sdk_version="5.49.1",
-            app_file="src/main.py",
-            has_requirements=True,
-            has_pre_requirements=True,
-            debian_packages=("ffmpeg", "libgl1"),
-        ),
-        True,
+    "gradio.Dockerfile": plan_for("gradio"),
+    "gradio-full.Dockerfile": plan_for(
+        "gradio",
+        sdk_version="5.49.1",
+        app_file="src/main.py",
+        has_requirements=True,
+        has_pre_requirements=True,
+        debian_packages=("ffmpeg", "libgl1"),
     ),
-    "streamlit.Dockerfile": (plan_for("streamlit", has_requirements=True), False),
+    "streamlit.Dockerfile": plan_for("streamlit", has_requirements=True),
 }
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_sdk_dockerfile_matches_golden_file(name: str) -> None:
-    plan, secrets = CASES[name]
-    text = render_dockerfile(plan, base_image="python:3.11-slim", has_build_secrets=secrets)
-    assert text == render_dockerfile(plan, base_image="python:3.11-slim", has_build_secrets=secrets)
+    text = render_dockerfile(CASES[name], base_image="python:3.11-slim")
+    assert text == render_dockerfile(CASES[name], base_image="python:3.11-slim")
     assert_golden(name, text)
 
 
-def test_build_base_dockerfile_matches_golden_file() -> None:
-    env = {"SSL_CERT_FILE": "/etc/spacehub-build/ca.crt", "PIP_CERT": "/etc/spacehub-build/ca.crt"}
-    assert_golden("docker-build-base.Dockerfile", render_build_base("python:3.11-slim", env))
-
-
 def test_app_copy_is_the_last_instruction() -> None:
-    text = render_dockerfile(
-        plan_for("gradio", has_requirements=True), base_image="b:1", has_build_secrets=False
-    )
+    text = render_dockerfile(plan_for("gradio", has_requirements=True), base_image="b:1")
     assert text.strip().splitlines()[-1] == "COPY --chown=1000:1000 app/ /home/user/app/"
+
+
+def test_build_settings_reach_dependency_steps_only_as_secret_mounts() -> None:
+    text = render_dockerfile(CASES["gradio-full.Dockerfile"], base_image="python:3.11-slim")
+    assert "spacehub-build" not in text.replace("/run/spacehub-build/", "")
+    assert "COPY spacehub" not in text and "ENV PIP" not in text and "ENV SSL" not in text
+    installs = [line for line in text.splitlines() if "uv pip install" in line]
+    assert len(installs) == 3
+    for step in text.split("\nRUN ")[1:]:
+        if "uv pip install" in step:
+            assert "--mount=type=secret,id=spacehub-env" in step
+            assert "--mount=type=cache,id=spacehub-uv" in step
 
 
 @pytest.mark.parametrize(
@@ -80,19 +80,12 @@ def test_app_copy_is_the_last_instruction() -> None:
 )
 def test_unsafe_values_never_reach_the_dockerfile(base_image: str, app_file: str) -> None:
     with pytest.raises(ValueError):
-        render_dockerfile(
-            plan_for("gradio", app_file=app_file), base_image=base_image, has_build_secrets=False
-        )
+        render_dockerfile(plan_for("gradio", app_file=app_file), base_image=base_image)
 
 
 def test_docker_and_static_spaces_have_no_template() -> None:
     with pytest.raises(ValueError):
-        render_dockerfile(plan_for("static"), base_image="python", has_build_secrets=False)
-
-
-def test_build_base_refuses_values_that_would_escape_the_env_line() -> None:
-    with pytest.raises(ValueError):
-        render_build_base("python:3.11-slim", {"PIP_INDEX_URL": 'https://x/"\nRUN id'})
+        render_dockerfile(plan_for("static"), base_image="python")
 
 
 USER_DOCKERFILE = """\
@@ -112,28 +105,59 @@ COPY --from=web /x /x
 """
 
 
-def test_user_dockerfile_is_read_like_the_classic_builder() -> None:
+def test_user_dockerfile_is_read_like_buildkit_reads_it() -> None:
     dockerfile = read_user_dockerfile(USER_DOCKERFILE, {})
     assert dockerfile.base_images == ("python:3.11-slim", "node:20")
     assert dockerfile.arg_names == {"BASE", "TOKEN"}
-    assert [(mount.id, mount.target) for mount in dockerfile.secret_mounts] == [
-        ("HF_TOKEN", "/run/secrets/HF_TOKEN")
-    ]
+    assert dockerfile.secret_ids == ("HF_TOKEN",)
     assert read_user_dockerfile(USER_DOCKERFILE, {"BASE": "debian:12"}).base_images[0] == (
         "debian:12"
     )
 
 
-def test_user_dockerfile_rewrite_points_from_at_parents_and_drops_mounts() -> None:
+def test_user_dockerfile_rewrite_adds_build_settings_to_each_stage_and_run() -> None:
     dockerfile = read_user_dockerfile(USER_DOCKERFILE, {})
+    mount = "type=secret,id=spacehub-ca,target=/run/spacehub-build/ca.crt"
     text = rewrite_user_dockerfile(
-        dockerfile, {"python:3.11-slim": "parent-0", "node:20": "parent-1"}
+        dockerfile, build_args={"PIP_CERT": "/run/spacehub-build/ca.crt"}, mounts=[mount]
     )
-    assert "--mount" not in text
-    assert "FROM parent-0 AS build" in text
-    assert "FROM parent-1 AS web" in text
-    assert "FROM build\n" in text
+    lines = text.splitlines()
+    assert "syntax" not in text  # a frontend image would have to be pulled
+    assert lines.count("ARG PIP_CERT=/run/spacehub-build/ca.crt") == 4  # one per FROM
+    assert lines[lines.index("FROM ${BASE} AS build") + 1].startswith("ARG PIP_CERT=")
+    runs = [line for line in lines if line.startswith("RUN")]
+    assert len(runs) == 2
+    assert all(line.startswith(f"RUN --mount={mount} --mount=") for line in runs)
+    assert "id=HF_TOKEN,mode=0444,required=true     cat /run/secrets/HF_TOKEN" in text
     assert "cat /run/secrets/HF_TOKEN > /dev/null &&     echo built" in text
+
+
+def test_user_dockerfile_rewrite_refuses_values_that_would_escape_their_line() -> None:
+    dockerfile = read_user_dockerfile("FROM x\nRUN true\n", {})
+    with pytest.raises(ValueError):
+        rewrite_user_dockerfile(dockerfile, build_args={"A": "/x\nRUN id"}, mounts=[])
+    with pytest.raises(ValueError):
+        rewrite_user_dockerfile(dockerfile, build_args={}, mounts=["type=secret id=x"])
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("FROM x\nRUN <<EOF\necho hi\nEOF\n", "heredocs"),
+        ("FROM x\nCOPY <<-'EOT' /a.txt\nhi\nEOT\n", "heredocs"),
+        ("# escape=`\nFROM x\nRUN echo a `\n b\n", "escape"),
+    ],
+)
+def test_user_dockerfile_syntax_the_rewrite_cannot_handle_is_refused_with_a_reason(
+    text: str, reason: str
+) -> None:
+    with pytest.raises(ValueError, match=reason):
+        read_user_dockerfile(text, {})
+
+
+def test_shift_operators_are_not_heredocs() -> None:
+    text = "FROM x\nRUN python -c 'print(1<<2)' && echo $((1 << 3))\n"
+    assert read_user_dockerfile(text, {}).base_images == ("x",)
 
 
 def test_secret_mount_target_cannot_leave_its_directory() -> None:

@@ -22,11 +22,15 @@ _IMAGE = re.compile(
     r"[a-z0-9][a-z0-9._/-]{0,200}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?"
 )
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
-# Values end up between double quotes in an ENV line: no quote, backslash, dollar or newline.
-_ENV_VALUE = re.compile(r"[^\"\\$\n\r]{0,4096}")
 _ARG = re.compile(r"(?i)ARG\s+([A-Za-z_][A-Za-z0-9_]*)(?:=(\S*))?")
 _FROM = re.compile(r"(?i)FROM(\s+--platform=\S+)?\s+(\S+)(\s+AS\s+(\S+))?\s*")
 _MOUNT = re.compile(r"\s--mount=(\S+)")
+_RUN = re.compile(r"(?is)(\s*RUN)(\s.*)")
+_HEREDOC_INSTRUCTION = re.compile(r"(?i)\s*(RUN|COPY|ADD)\s")
+_HEREDOC = re.compile(r"<<-?\s*[\"']?[A-Za-z_]")
+_DIRECTIVE = re.compile(r"#\s*([A-Za-z]+)\s*=\s*(\S+)")
+_ARG_PATH = re.compile(r"/[A-Za-z0-9_./-]{1,200}")
+_MOUNT_SPEC = re.compile(r"[a-z]+=[A-Za-z0-9_./-]+(,[a-z]+=[A-Za-z0-9_./-]+)*")
 _BRACED_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -47,7 +51,7 @@ def check_image_name(image: str) -> str:
     return image
 
 
-def render_dockerfile(plan: BuildPlan, *, base_image: str, has_build_secrets: bool) -> str:
+def render_dockerfile(plan: BuildPlan, *, base_image: str) -> str:
     """The Dockerfile for a gradio or streamlit space, identical for identical inputs."""
     config = plan.config
     if config.sdk not in DEFAULT_SDK_VERSIONS:
@@ -63,20 +67,9 @@ def render_dockerfile(plan: BuildPlan, *, base_image: str, has_build_secrets: bo
         debian_packages=plan.debian_packages,
         has_pre_requirements=plan.has_pre_requirements,
         has_requirements=plan.has_requirements,
-        has_build_secrets=has_build_secrets and plan.has_requirements,
         sdk_requirement=" ".join((f"{config.sdk}=={version}", *SDK_COMPANIONS[config.sdk])),
         uv_version=UV_VERSION,
         app_file=app_file,
-    )
-
-
-def render_build_base(image: str, env: Mapping[str, str]) -> str:
-    """The Dockerfile of the build-only parent that carries CA, index and secrets for `image`."""
-    for name, value in env.items():
-        if not _ENV_NAME.fullmatch(name) or not _ENV_VALUE.fullmatch(value):
-            raise ValueError(f"build setting {name} cannot be written into a Dockerfile")
-    return _environment.get_template("docker/Dockerfile").render(
-        image=check_image_name(image), env=sorted(env.items())
     )
 
 
@@ -86,30 +79,30 @@ def referenced_names(text: str) -> set[str]:
 
 
 @dataclass(frozen=True)
-class SecretMount:
-    id: str
-    target: str
-
-
-@dataclass(frozen=True)
 class UserDockerfile:
-    """A user's Dockerfile read the way the classic builder reads it."""
+    """A user's Dockerfile read the way BuildKit's built-in Dockerfile frontend reads it."""
 
     instructions: tuple[str, ...]  # one logical line each, continuations joined
     base_images: tuple[str, ...]  # images named in FROM that are not earlier stages
     arg_names: frozenset[str]
-    secret_mounts: tuple[SecretMount, ...]
-    global_args: tuple[tuple[str, str], ...]  # ARGs before the first FROM, as FROM sees them
+    secret_ids: tuple[str, ...]  # the ids `RUN --mount=type=secret,id=…` names, each once
 
 
 def read_user_dockerfile(text: str, build_args: Mapping[str, str]) -> UserDockerfile:
+    """Raise ValueError, saying why, for what the rewrite or the engine's frontend cannot build."""
+    _check_directives(text)
     instructions = tuple(_join_continuations(text))
     global_args: dict[str, str] = {}
     arg_names: set[str] = set()
     stages: set[str] = set()
     images: list[str] = []
-    mounts: list[SecretMount] = []
+    secret_ids: list[str] = []
     for line in instructions:
+        if _HEREDOC.search(line) and _HEREDOC_INSTRUCTION.match(line):
+            raise ValueError(
+                "heredocs (<<EOF) are not supported by this engine's Dockerfile frontend: "
+                "put the script in a file and COPY it"
+            )
         if arg := _ARG.fullmatch(line.strip()):
             arg_names.add(arg.group(1))
             if not stages and not images:
@@ -120,37 +113,50 @@ def read_user_dockerfile(text: str, build_args: Mapping[str, str]) -> UserDocker
                 images.append(image)
             if from_.group(4):
                 stages.add(from_.group(4).lower())
-        elif line.lstrip().upper().startswith("RUN "):
-            mounts.extend(_secret_mounts(line))
-    return UserDockerfile(
-        instructions,
-        tuple(images),
-        frozenset(arg_names),
-        tuple(mounts),
-        tuple(global_args.items()),
-    )
+        elif _RUN.match(line):
+            secret_ids.extend(id_ for id_ in _secret_ids(line) if id_ not in secret_ids)
+    return UserDockerfile(instructions, tuple(images), frozenset(arg_names), tuple(secret_ids))
 
 
-def rewrite_user_dockerfile(dockerfile: UserDockerfile, parents: Mapping[str, str]) -> str:
-    """Point each FROM at its build-only parent and drop `RUN --mount` flags.
+def rewrite_user_dockerfile(
+    dockerfile: UserDockerfile, *, build_args: Mapping[str, str], mounts: Sequence[str]
+) -> str:
+    """The Dockerfile BuildKit builds: the user's, plus build-only settings that leave no trace.
 
-    The classic builder knows no `--mount`; the secret files it would mount are already in the
-    parent, and a cache mount is only an optimisation.
+    After each FROM, `build_args` become ARGs (paths of the CA bundle and index settings: ARG
+    values reach RUN steps, not the image's environment); each RUN gets `mounts` (secret mounts
+    of those files). Comments and parser directives go: `# syntax=` would pull a frontend image.
     """
+    for name, value in build_args.items():
+        if not _ENV_NAME.fullmatch(name) or not _ARG_PATH.fullmatch(value):
+            raise ValueError(f"build setting {name} cannot be written into a Dockerfile")
+    for mount in mounts:
+        if not _MOUNT_SPEC.fullmatch(mount):
+            raise ValueError(f"mount {mount!r} cannot be written into a Dockerfile")
+    flags = "".join(f" --mount={mount}" for mount in mounts)
     lines = []
     for line in dockerfile.instructions:
-        if from_ := _FROM.fullmatch(line.strip()):
-            image = _substitute(from_.group(2), dict(dockerfile.global_args))
-            image = parents.get(image, from_.group(2))
-            line = f"FROM{from_.group(1) or ''} {image}{from_.group(3) or ''}"
-        elif line.lstrip().upper().startswith("RUN "):
-            line = _MOUNT.sub("", line)
-        lines.append(line)
+        if _FROM.fullmatch(line.strip()):
+            lines.append(line)
+            lines.extend(f"ARG {name}={value}" for name, value in sorted(build_args.items()))
+        elif run := _RUN.match(line):
+            lines.append(f"{run.group(1)}{flags}{run.group(2)}")
+        else:
+            lines.append(line)
     return "\n".join(lines) + "\n"
 
 
+def _check_directives(text: str) -> None:
+    for line in text.splitlines():
+        directive = _DIRECTIVE.fullmatch(line.strip())
+        if directive is None:
+            return
+        if directive.group(1).lower() == "escape" and directive.group(2) != "\\":
+            raise ValueError("the `# escape=` parser directive is not supported: use \\")
+
+
 def _join_continuations(text: str) -> list[str]:
-    """Logical lines as the classic builder sees them: `\\`-newline removed, comments dropped."""
+    """Logical lines as Dockerfile parsers see them: `\\`-newline removed, comments dropped."""
     logical: list[str] = []
     pending: str | None = None
     for raw in text.splitlines():
@@ -174,16 +180,18 @@ def _substitute(value: str, args: Mapping[str, str]) -> str:
     return _VARIABLE.sub(lambda match: args.get(match.group(1) or match.group(2), ""), value)
 
 
-def _secret_mounts(line: str) -> Sequence[SecretMount]:
-    mounts = []
+def _secret_ids(line: str) -> list[str]:
+    ids = []
     for spec in _MOUNT.findall(line):
         options = dict(part.partition("=")[::2] for part in spec.split(","))
-        if options.get("type") != "secret" or "id" not in options:
+        if options.get("type") != "secret":
             continue
         target = options.get("target") or options.get("dst") or options.get("destination")
-        target = target or f"/run/secrets/{options['id']}"
-        safe_target = re.fullmatch(r"/[\w./-]+", target) and ".." not in target.split("/")
-        if not _ENV_NAME.fullmatch(options["id"]) or not safe_target:
+        id_ = options.get("id") or (target or "").rpartition("/")[2]
+        safe_target = target is None or (
+            re.fullmatch(r"/[\w./-]+", target) and ".." not in target.split("/")
+        )
+        if not _ENV_NAME.fullmatch(id_) or not safe_target:
             raise ValueError(f"unsupported secret mount {spec!r}")
-        mounts.append(SecretMount(options["id"], target))
-    return mounts
+        ids.append(id_)
+    return ids

@@ -279,6 +279,7 @@ async def _build_artifact(platform: Platform, job: BuildJob, plan: BuildPlan) ->
         pip_index_url=settings.build_pip_index_url,
         no_cache=job.build.no_cache,
         platform_id=platform.platform_id,
+        docker_cli=settings.docker_cli,
     )
     try:
         return await _in_daemon_thread(
@@ -292,6 +293,7 @@ async def _build_artifact(platform: Platform, job: BuildJob, plan: BuildPlan) ->
                 build_secrets=job.build_secrets,
                 options=options,
                 log=job.log.write,
+                limits=job.limits,
             )
         )
     except BuildFailed as error:

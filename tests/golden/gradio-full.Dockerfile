@@ -1,32 +1,48 @@
 # Rendered by spacehub for a gradio space.
-FROM python:3.11-slim AS system
-RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ffmpeg libgl1 \
- && rm -rf /var/lib/apt/lists/*
-# /data belongs to the app's user so that a persistent volume mounted there starts writable.
-RUN useradd --create-home --uid 1000 user && mkdir -p /data && chown 1000:1000 /data
+# uv from its wheel, in a stage of its own: mounted where it is needed, never in the image.
+FROM python:3.11-slim AS uv
+RUN --mount=type=secret,id=spacehub-ca,target=/run/spacehub-build/ca.crt \
+    --mount=type=secret,id=spacehub-env,target=/run/spacehub-build/env,required=true \
+    . /run/spacehub-build/env \
+ && python3 -m pip install --quiet --disable-pip-version-check --no-cache-dir --target /opt/uv uv==0.13.9
 
-# The CA bundle, package index and build secrets exist in this stage only: the final stage
-# copies the installed environment, never them, and this stage's history is not its history.
-FROM system AS deps
-# Bytecode is compiled here (import gradio: 2.7 s with it, 5.3 s without). uv's throwaway cache
-# sits on the same filesystem as the venv, so hardlinks replace copying every installed file.
-ENV VIRTUAL_ENV=/opt/venv UV_NO_CACHE=1 UV_COMPILE_BYTECODE=1 UV_LINK_MODE=hardlink PIP_NO_CACHE_DIR=1
-COPY spacehub-build/ /tmp/spacehub-build/
-# uv from its wheel straight into a directory, and a venv without pip: neither needs ensurepip.
-RUN . /tmp/spacehub-build/env \
- && python3 -m pip install --quiet --disable-pip-version-check --target /opt/uv uv==0.13.9 \
- && /opt/uv/bin/uv venv --quiet /opt/venv
-COPY app/pre-requirements.txt /tmp/pre-requirements.txt
-RUN . /tmp/spacehub-build/env && /opt/uv/bin/uv pip install -r /tmp/pre-requirements.txt
-RUN . /tmp/spacehub-build/env && /opt/uv/bin/uv pip install gradio==5.49.1 spaces==0.51.3
-COPY spacehub-secrets/ /tmp/spacehub-secrets/
-COPY app/requirements.txt /tmp/requirements.txt
-RUN . /tmp/spacehub-build/env && . /tmp/spacehub-secrets/env \
- && /opt/uv/bin/uv pip install -r /tmp/requirements.txt gradio==5.49.1 spaces==0.51.3
+FROM python:3.11-slim
+# Package lists and downloaded .debs stay in shared caches, out of the image.
+RUN --mount=type=cache,id=spacehub-apt-lists,target=/var/lib/apt/lists,sharing=locked \
+    --mount=type=cache,id=spacehub-apt-archives,target=/var/cache/spacehub-apt,sharing=locked \
+    mkdir -p /var/cache/spacehub-apt/partial /var/lib/apt/lists/partial \
+ && apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends -o Dir::Cache::Archives=/var/cache/spacehub-apt ffmpeg libgl1
+# The app's folder, its home and /data belong to the app's user, as on the Hub: an app may
+# create files next to its code (Gradio's .gradio/), and a volume mounted on /data starts writable.
+RUN useradd --create-home --uid 1000 user \
+ && mkdir -p /data /home/user/app \
+ && chown 1000:1000 /data /home/user /home/user/app
+# Build-time only (ARG, not ENV): bytecode compiled here (import gradio: 2.7 s with it, 5.3 s
+# without); uv's cache is another filesystem, so files are copied, not hardlinked.
+ARG VIRTUAL_ENV=/opt/venv
+ARG UV_CACHE_DIR=/root/.cache/uv
+ARG UV_COMPILE_BYTECODE=1
+ARG UV_LINK_MODE=copy
+RUN --mount=type=bind,from=uv,source=/opt/uv,target=/opt/uv /opt/uv/bin/uv venv --quiet /opt/venv
+RUN --mount=type=bind,from=uv,source=/opt/uv,target=/opt/uv \
+    --mount=type=cache,id=spacehub-uv,target=/root/.cache/uv,sharing=locked \
+    --mount=type=secret,id=spacehub-ca,target=/run/spacehub-build/ca.crt \
+    --mount=type=secret,id=spacehub-env,target=/run/spacehub-build/env,required=true \
+    --mount=type=bind,source=app/pre-requirements.txt,target=/tmp/spacehub/pre-requirements.txt \
+    . /run/spacehub-build/env && /opt/uv/bin/uv pip install -r /tmp/spacehub/pre-requirements.txt
+RUN --mount=type=bind,from=uv,source=/opt/uv,target=/opt/uv \
+    --mount=type=cache,id=spacehub-uv,target=/root/.cache/uv,sharing=locked \
+    --mount=type=secret,id=spacehub-ca,target=/run/spacehub-build/ca.crt \
+    --mount=type=secret,id=spacehub-env,target=/run/spacehub-build/env,required=true \
+    . /run/spacehub-build/env && /opt/uv/bin/uv pip install gradio==5.49.1 spaces==0.51.3
+RUN --mount=type=bind,from=uv,source=/opt/uv,target=/opt/uv \
+    --mount=type=cache,id=spacehub-uv,target=/root/.cache/uv,sharing=locked \
+    --mount=type=secret,id=spacehub-ca,target=/run/spacehub-build/ca.crt \
+    --mount=type=secret,id=spacehub-env,target=/run/spacehub-build/env,required=true \
+    --mount=type=bind,source=app/requirements.txt,target=/tmp/spacehub/requirements.txt \
+    . /run/spacehub-build/env && /opt/uv/bin/uv pip install -r /tmp/spacehub/requirements.txt gradio==5.49.1 spaces==0.51.3
 
-FROM system
-COPY --from=deps /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH VIRTUAL_ENV=/opt/venv HOME=/home/user PYTHONUNBUFFERED=1 GRADIO_SERVER_NAME=0.0.0.0 GRADIO_SERVER_PORT=7860
 USER user
 WORKDIR /home/user/app
