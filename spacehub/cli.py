@@ -223,12 +223,29 @@ async def serve_platform(settings: "Settings") -> None:
     # collections that many requests' garbage triggers stay short.
     gc.freeze()
     print(f"spacehub is serving at {settings.effective_public_url}", flush=True)
+    await _print_image_builder(settings, platform.runtime)
     await stop.wait()
     print("spacehub is stopping", flush=True)
     proxy.stop_accepting()
     server.should_exit = True
     await serving
     proxy.stop()
+
+
+async def _print_image_builder(settings: "Settings", runtime: object) -> None:
+    """Say which docker CLI builds images, or what to install when none can."""
+    from anyio import to_thread
+
+    from spacehub.builder.buildkit import NoBuildKit, find_buildkit
+
+    if getattr(runtime, "name", None) != "docker":
+        return
+    try:
+        cli = await to_thread.run_sync(find_buildkit, settings.docker_cli)
+    except NoBuildKit as error:
+        print(f"Builds: none possible: {error.message}", flush=True)
+        return
+    print(f"Builds: {cli.description}", flush=True)
 
 
 async def run_workers(settings: "Settings") -> None:
@@ -242,4 +259,5 @@ async def run_workers(settings: "Settings") -> None:
     platform = Platform.from_settings(settings)
     migrate(platform.engine)
     platform.runtime = await connect_runtime(settings)
+    await _print_image_builder(settings, platform.runtime)
     await run_build_workers(platform, settings.build_workers, stop)

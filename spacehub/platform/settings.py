@@ -126,6 +126,11 @@ class Settings(BaseSettings):
         description="Longest a build may run, in seconds or as 90s, 30m, 1h; a build still "
         "running then is stopped and ends BUILD_ERROR naming the time limit; 0: no limit.",
     )
+    docker_cli: str | None = Field(
+        default=None,
+        description="The docker CLI that builds images with BuildKit (a name or a path); by "
+        "default the first on PATH, or /usr/bin/docker, that has buildx or BuildKit built in.",
+    )
     app_memory_limit: int | None = Field(
         default=None, description="Caps every app's memory, in bytes, below its hardware flavor's."
     )
