@@ -36,6 +36,7 @@ from tests.conftest import (
 
 TIME_LIMIT = 25  # seconds: the limited platform's build_timeout
 MEMORY_LIMIT_MIB = 400  # the limited platform's build_memory
+CPU_LIMIT = 0.5  # the limited platform's build_cpus
 FIRST_BUILD_TIMEOUT = 300  # a cold build downloads Gradio from PyPI
 SETTLED = {"RUNNING", "BUILD_ERROR", "RUNTIME_ERROR", "CONFIG_ERROR", "NO_APP_FILE"}
 GREET_APP = (EXAMPLES / "gradio-greet" / "app.py").read_text()
@@ -131,12 +132,13 @@ def platform_fixture(
 
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Spaces]:
-    """Builds may take TIME_LIMIT seconds and MEMORY_LIMIT_MIB of memory (as "400m")."""
+    """Builds may take TIME_LIMIT s, MEMORY_LIMIT_MIB of memory (as "400m") and half a core."""
     yield from platform_fixture(
         tmp_path_factory,
         "limited",
         BUILD_TIMEOUT=f"{TIME_LIMIT}s",
         BUILD_MEMORY=f"{MEMORY_LIMIT_MIB}m",
+        BUILD_CPUS=str(CPU_LIMIT),
     )
 
 
@@ -167,6 +169,7 @@ def test_build_over_its_time_limit_ends_build_error_naming_it(
 
     assert runtime["stage"] == "BUILD_ERROR", runtime
     assert "time limit of 25 s" in runtime["errorMessage"], runtime
+    print(f"a build with a {TIME_LIMIT} s limit ended {took:.1f} s after its push")
     assert took <= TIME_LIMIT + 10, f"the build ended {took:.1f} s after the push"
     pid = pid_of(package)
     assert pid is not None
@@ -192,6 +195,27 @@ def test_build_over_its_memory_limit_ends_build_error_naming_it(
     pid = pid_of(package)
     assert pid is not None, "setup.py never ran"
     assert not alive(pid)
+
+
+def test_a_build_gets_no_more_than_its_cpu_share(limited: Spaces, tmp_path: Path) -> None:
+    if not (cgroup_v2_writable() or cgroup_v1_writable()) and not IN_CI:
+        pytest.skip("this host lets the platform make no cgroup: builds are only niced")
+    share_file = tmp_path / "share"
+    burn = f"""\
+started, used = time.time(), time.process_time()
+        while time.time() - started < 3:
+            pass
+        open({str(share_file)!r}, "w").write(str((time.process_time() - used) / 3))
+        raise SystemExit("measured its share of a core")"""
+    package = blocking_package(tmp_path, "burns_cpu", burn)
+    space_id = limited.create_and_push("cpu-share", space_files(package))
+
+    runtime = limited.platform.wait_stage(space_id, SETTLED, TIME_LIMIT + 30)
+
+    assert runtime["stage"] == "BUILD_ERROR", runtime
+    share = float(share_file.read_text())
+    print(f"a build limited to {CPU_LIMIT} cores kept {share:.2f} of one busy")
+    assert share <= CPU_LIMIT + 0.1
 
 
 def test_cancel_of_a_running_build_keeps_the_old_release_serving(
@@ -223,6 +247,7 @@ def test_cancel_of_a_running_build_keeps_the_old_release_serving(
     assert pid is not None
     wait_for(lambda: not alive(pid), 5, "setup.py to be gone")
     assert httpx.get(app, timeout=30).status_code == 200
+    print(f"a running build ended {took:.2f} s after its cancel")
     assert took < 5, f"the cancel took {took:.1f} s"
     assert cancel(platform, space_id).status_code == 409
 
