@@ -147,9 +147,10 @@ def test_base_image_command_refuses_a_python_no_debian_release_ships() -> None:
 # A registry mirror
 
 
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[str]:
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real `docker-registry` (Debian's distribution 2.8) on a loopback port."""
+    tmp_path = tmp_path_factory.mktemp("registry")
     if shutil.which("docker-registry") is None:
         pytest.fail("docker-registry is not installed: apt-get install docker-registry")
     port = free_port()
@@ -303,9 +304,14 @@ DOCKERFILE = textwrap.dedent(
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+def hub(tmp_path_factory: pytest.TempPathFactory, registry: str) -> Iterator[Hub]:
+    """A platform whose builds ask the module's registry for a missing base."""
     root = tmp_path_factory.mktemp("base-images")
-    platform = start_platform(root / "data", BUILD_CA_BUNDLE="/etc/ssl/certs/ca-certificates.crt")
+    platform = start_platform(
+        root / "data",
+        BUILD_CA_BUNDLE="/etc/ssl/certs/ca-certificates.crt",
+        REGISTRY_MIRROR=registry,
+    )
     hub = Hub(platform, root / "checkouts", BUILD_TIMEOUT)
     try:
         yield hub
@@ -346,6 +352,65 @@ def test_users_dockerfile_from_node_slim_answers_http(hub, tmp_path, request):
         assert facts["node"].startswith("v20.") and facts["uid"] == 1000, facts
         assert facts["note"] == "Crème brûlée ☀ à 7860\n" and facts["space"] == space_id
         assert facts["sha256"] == hashlib.sha256(weights).hexdigest()
+
+
+def build_log(hub: Hub, space_id: str) -> str:
+    return "".join(hub.api.fetch_space_logs(space_id, build=True))
+
+
+@pytest.mark.docker
+def test_a_missing_base_ends_build_error_naming_the_image_and_its_remedies(hub, registry, request):
+    explain_failure(request.node, "platform log (tail)", lambda: hub.platform.log()[-6000:])
+    assert image_id("python:3.12-slim") is None and image_id("node:18") is None
+    space_id = hub.create("missing-base", "docker")
+    files = {
+        "README.md": readme("Missing base", "docker"),
+        "Dockerfile": 'FROM python:3.12-slim\nCOPY . /app\nCMD ["python3", "/app/app.py"]\n',
+        "app.py": "print('never built')\n",
+    }
+    hub.push(space_id, files)
+    runtime = hub.platform.wait_stage(space_id, {"BUILD_ERROR"}, BUILD_TIMEOUT)
+    for text in (runtime["errorMessage"], build_log(hub, space_id)):
+        assert "python:3.12-slim" in text and "no Debian suite ships Python 3.12" in text, text
+        assert "SPACEHUB_REGISTRY_MIRROR" in text and "docker load" in text, text
+        assert f"the registry mirror {registry} has no" in text, text
+    hub.commit_and_push(space_id, {"Dockerfile": 'FROM node:18\nCMD ["node"]\n'}, "node 18")
+    wait_for(
+        lambda: "node:18" in hub.platform.runtime(space_id).get("errorMessage", ""),
+        BUILD_TIMEOUT,
+        "the second build to fail",
+    )
+    message = hub.platform.runtime(space_id)["errorMessage"]
+    assert "`spacehub base-image node:18`" in message and "docker load" in message, message
+
+
+@pytest.mark.docker
+def test_builds_pull_a_missing_base_from_the_registry_mirror(hub, registry, request):
+    explain_failure(request.node, "platform log (tail)", lambda: hub.platform.log()[-6000:])
+    name = f"spacehub-mirror-probe-{uuid.uuid4().hex[:10]}:3.11-slim"
+    in_mirror = f"{registry}/library/{name}"
+    docker("tag", "python:3.11-slim", in_mirror)
+    try:
+        docker("push", in_mirror, timeout=300)
+    finally:
+        docker("rmi", in_mirror)
+    try:
+        space_id = hub.create("from-mirror", "docker")
+        server = "import http.server as h\nh.test(h.SimpleHTTPRequestHandler, port=7860)\n"
+        files = {
+            "README.md": readme("From the mirror", "docker"),
+            "Dockerfile": f'FROM {name}\nWORKDIR /app\nCOPY . .\nCMD ["python", "serve.py"]\n',
+            "serve.py": server,
+            "été.txt": "servi depuis le miroir\n",
+        }
+        hub.push(space_id, files)
+        hub.running(space_id)
+        assert f"{name} pulled from the registry mirror {registry}" in build_log(hub, space_id)
+        answer = hub.get(space_id, "path", "%C3%A9t%C3%A9.txt")
+        assert answer.status_code == 200 and answer.text == "servi depuis le miroir\n"
+    finally:
+        delete_space(hub.platform, "admin/from-mirror")
+        docker("rmi", name, check=False)
 
 
 # Every base, for real: minutes, so only when asked (SPACEHUB_TEST_ALL_BASES=1)

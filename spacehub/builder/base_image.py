@@ -106,7 +106,7 @@ def missing_base_message(image: str, mirror: str | None, reason: str = "") -> st
         if mirror
         else f"pull it through a registry mirror ({MIRROR_SETTING})"
     )
-    first = f"{image}: not on this Docker engine and not pullable{why}"
+    first = f"{image}: not on this Docker engine{why}"
     python = _PYTHON.fullmatch(image.removeprefix("docker.io/").removeprefix("library/"))
     if offline_base(image) is not None:
         return (
@@ -144,8 +144,9 @@ def mirror_reference(image: str, mirror: str) -> str | None:
     return f"{found.group(1)}/{repository}"
 
 
-def pull_base_image(image: str, mirror: str | None, log: Log) -> str | None:
-    """Pull `image` (through `mirror` when set, tagging it as `image`); None, or why not."""
+def pull_base_image(image: str, mirror: str | None, log: Log, *, direct: bool = True) -> str | None:
+    """Pull `image` through `mirror` when set (tagged as `image`), then (`direct`) from its
+    own registry; None, or why not."""
     reasons = []
     if mirror:
         source = mirror_reference(image, mirror)
@@ -156,11 +157,13 @@ def pull_base_image(image: str, mirror: str | None, log: Log) -> str | None:
                 _check(_docker(["tag", source, image], timeout=60), f"docker tag {source}")
                 log(f"{image} pulled from the registry mirror {mirror}")
                 return None
-            reasons.append(
-                f"the registry mirror {mirror} did not answer for {source}: "
-                f"{_last_line(pulled.stderr)}"
-            )
+            detail = _last_line(pulled.stderr)
+            silent = any(sign in detail for sign in ("dial tcp", "no such host", "timeout"))
+            answer = "did not answer for" if silent else "has no"
+            reasons.append(f"the registry mirror {mirror} {answer} {source}: {detail}")
             log(reasons[-1])
+    if not direct:
+        return "; ".join(reasons) or f"no registry mirror ({MIRROR_SETTING}) is set"
     log(f"Pulling {image}")
     pulled = _docker(["pull", image], timeout=_DOCKER_TIMEOUT)
     if pulled.returncode == 0:

@@ -19,6 +19,7 @@ from pathlib import Path
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound
 
+from spacehub.builder.base_image import missing_base_message, pull_base_image
 from spacehub.builder.buildkit import (
     BuildCommandFailed,
     BuildKitCli,
@@ -75,6 +76,7 @@ class ImageBuildOptions:
     # overwrite, prune or delete each other's images.
     platform_id: str | None = None
     docker_cli: str | None = None  # the docker CLI that builds; None: found on PATH
+    registry_mirror: str | None = None  # where a missing base image is pulled from, if set
 
 
 def build_image(
@@ -305,12 +307,16 @@ class _Build:
                 message = f"the Docker engine did not answer about base image {image}: {error}"
                 self.log(message)
                 raise BuildFailed(message, message) from None
-            hint = (
-                "run `spacehub base-image` to build it offline"
-                if image == self.options.base_image
-                else f"`docker pull` or `docker load` it, or `docker tag` a local image as {image}"
+            mirror = self.options.registry_mirror
+            # Builds never pull from a base's own registry; a mirror the operator set, they do.
+            reason = (
+                pull_base_image(image, mirror, self.log, direct=False)
+                if mirror
+                else "builds never pull"
             )
-            message = f"base image {image} is not on the Docker engine (builds never pull); {hint}"
+            if reason is None:
+                continue
+            message = missing_base_message(image, mirror, reason)
             self.log(message)
             raise BuildFailed(message, message)
 

@@ -280,6 +280,7 @@ async def _build_artifact(platform: Platform, job: BuildJob, plan: BuildPlan) ->
         no_cache=job.build.no_cache,
         platform_id=platform.platform_id,
         docker_cli=settings.docker_cli,
+        registry_mirror=settings.registry_mirror,
     )
     try:
         return await _in_daemon_thread(
