@@ -741,8 +741,8 @@ def streamlit_session(url: str, page_name: str, expected: str) -> tuple[list[str
             message = ForwardMsg()
             message.ParseFromString(ws.recv(timeout=30))
             kind = message.WhichOneof("type")
-            if kind == "new_session":
-                pages = [page.page_name.replace("_", " ") for page in message.new_session.app_pages]
+            if kind == "navigation":  # the pages Streamlit found, for the sidebar
+                pages = [page.page_name.replace("_", " ") for page in message.navigation.app_pages]
             elif kind == "delta":
                 texts.append(str(message.delta))
     return pages, "\n".join(texts)
