@@ -15,6 +15,7 @@ from spacehub.platform.api import admin as admin_api
 from spacehub.platform.api import commits as commits_api
 from spacehub.platform.api import health, hub, repo_files, unknown
 from spacehub.platform.api import logs as logs_api
+from spacehub.platform.api import metrics as metrics_api
 from spacehub.platform.api import repos as repos_api
 from spacehub.platform.api import ssh_keys as ssh_keys_api
 from spacehub.platform.api import tokens as tokens_api
@@ -78,6 +79,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(logs_api.router)
     app.include_router(admin_api.router)
+    app.include_router(metrics_api.router)
     app.include_router(ssh_keys_api.router)
     app.include_router(tokens_api.router)
     app.include_router(webhooks.router)
