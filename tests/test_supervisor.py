@@ -39,6 +39,14 @@ import http.server, os, sys, threading, time
 delay, crash_after, commit = float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 class Answer(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
+        if self.path == "/events":  # server-sent events that never end
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            while True:
+                self.wfile.write(b"data: tick\\n\\n")
+                self.wfile.flush()
+                time.sleep(0.2)
         body = f"release {commit}".encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -51,7 +59,7 @@ if delay < 0:
     print("fake app: thinking forever", flush=True)
     time.sleep(3600)
 time.sleep(delay)
-server = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Answer)
+server = http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Answer)
 threading.Thread(target=server.serve_forever, daemon=True).start()
 print(f"fake app {commit}: serving", flush=True)
 if crash_after > 0:
@@ -190,7 +198,12 @@ class ThreadedRuntime(ServerRuntime):
 
 @pytest.fixture
 def platform(tmp_path: Path) -> Platform:
-    platform = Platform.from_settings(Settings(data_dir=tmp_path / "data", max_restarts=2))
+    return make_platform(tmp_path, max_restarts=2)
+
+
+def make_platform(tmp_path: Path, **settings: Any) -> Platform:
+    """A platform's database with one Gradio space, ada/demo, and no release yet."""
+    platform = Platform.from_settings(Settings(data_dir=tmp_path / "data", **settings))
     migrate(platform.engine)
     with session_scope(platform.engine) as session:
         owner = accounts.create_user(session, "ada")
@@ -411,13 +424,15 @@ def test_deleting_a_space_mid_deploy_leaves_nothing_running(platform: Platform, 
 
 
 def runtime_calls(path: Path) -> list[str]:
-    """`….deploy(`, `….restart(` and `<runtime>.stop(` calls in one source file."""
+    """`….deploy(`, `….restart(` and `<runtime>.stop(` (`.freeze(`, `.thaw(`...) calls in one
+    source file."""
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             receiver = ast.unparse(node.func.value)
             if node.func.attr in ("deploy", "restart") or (
-                node.func.attr in ("stop", "remove_space") and "runtime" in receiver
+                node.func.attr in ("stop", "remove_space", "freeze", "thaw")
+                and "runtime" in receiver
             ):
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
     return found

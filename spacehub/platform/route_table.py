@@ -1,6 +1,8 @@
 """The in-memory table the proxy reads: which space answers on which host or path prefix."""
 
 import time
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -52,11 +54,23 @@ class Activity:
     open_connections: int = 0
     # WebSocket tunnels and responses without a Content-Length (SSE, chunked) still going.
     open_streams: int = 0
-    # Responses by status class: index 1 counts 1xx, ... 5 counts 5xx.
-    responses: list[int] = field(default_factory=lambda: [0] * 6)
+    # Responses by status class: index 1 counts 1xx, ... 5 counts 5xx (6 to 9: nonstandard).
+    responses: list[int] = field(default_factory=lambda: [0] * 10)
     # Per bucket of LATENCY_BUCKETS, then one past the last (+Inf); not cumulative.
     latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
     latency_sum: float = 0.0
+
+
+@dataclass(eq=False)
+class Frozen:
+    """A space whose instance the supervisor froze: the proxy holds its requests until `thawed`.
+
+    `request_thaw` may be called from any thread, as often as requests come; `thawed` gets True
+    once the app runs again (False: it could not be thawed), and the entry leaves the table.
+    """
+
+    request_thaw: Callable[[], None]
+    thawed: "Future[bool]" = field(default_factory=Future)
 
 
 class RouteTable:
@@ -66,6 +80,7 @@ class RouteTable:
         self._by_label: dict[str, Route] = {}
         self._by_id: dict[str, Route] = {}
         self.activity: dict[str, Activity] = {}
+        self.frozen: dict[str, Frozen] = {}  # written by the supervisor, read by the proxy
 
     def set(self, route: Route) -> None:
         old = self._by_id.get(route.space_id)

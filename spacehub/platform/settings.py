@@ -137,6 +137,13 @@ class Settings(BaseSettings):
     max_restarts: int = Field(
         default=4, description="Crash restarts (with exponential backoff) before RUNTIME_ERROR."
     )
+    freeze_after: float = Field(
+        default=60,
+        ge=0,
+        description="Seconds a running app may go without requests or open streams before it "
+        "is frozen (docker pause / SIGSTOP: memory kept, no CPU); the next request thaws it; "
+        "0: never.",
+    )
     build_workers: int = Field(default=1, description="Builds run at once by `spacehub serve`.")
     keep_releases: int = Field(
         default=3,

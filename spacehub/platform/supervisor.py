@@ -13,7 +13,8 @@ import json
 import logging
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -29,6 +30,7 @@ from spacehub.platform.context import Platform
 from spacehub.platform.db import session_scope
 from spacehub.platform.loops import idle
 from spacehub.platform.models import Build, Space, utcnow
+from spacehub.platform.proxy.activity import idle_seconds
 from spacehub.platform.pruning import prune_releases
 from spacehub.platform.rollout import (
     answers_http,
@@ -37,6 +39,7 @@ from spacehub.platform.rollout import (
     instance_state,
     publish_route,
 )
+from spacehub.platform.route_table import Frozen
 from spacehub.platform.services import desired
 from spacehub.platform.services.builds import is_serving
 from spacehub.platform.services.spaces import owner_of, set_stage
@@ -50,6 +53,7 @@ LOG_TAIL_LINES = 30
 FIRST_BACKOFF_SECONDS = 1.0
 STABLE_SECONDS = 30.0  # up this long after a restart: the next crash starts a fresh backoff
 QUIET_STAGES = frozenset({Stage.PAUSED, Stage.DELETING, Stage.RUNTIME_ERROR})
+FREEZABLE_STAGES = frozenset({Stage.RUNNING, Stage.RUNNING_BUILDING})
 
 
 async def to_the_end(call: Awaitable[T]) -> T:
@@ -78,6 +82,18 @@ class CrashRecord:
     failures: int = 0
     next_try: float = 0.0
     restarted_at: float = 0.0
+
+
+@dataclass(eq=False)
+class FrozenInstance:
+    """An instance the supervisor froze (or is freezing); `lock` orders freeze before thaw."""
+
+    space_id: str
+    instance: Instance
+    mark: Frozen  # in the route table while frozen: the proxy holds the space's requests
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    thawing: "asyncio.Task[None] | None" = None
+    thaw_requested: float | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +147,7 @@ class Supervisor:
         self._tasks: dict[int, asyncio.Task] = {}
         self._locks: dict[int, asyncio.Lock] = {}
         self._crashes: dict[int, CrashRecord] = {}
+        self._frozen: dict[int, FrozenInstance] = {}
 
     @property
     def runtime(self) -> Runtime:
@@ -166,6 +183,7 @@ class Supervisor:
     async def remove_space(self, space_row_id: int, space_id: str) -> None:
         """Remove the space's instances, images and volumes: the space is being deleted."""
         await self._cancel(space_row_id)
+        await self._unfreeze(space_row_id)
         async with self._lock(space_row_id):
             await self.runtime.remove_space(space_id)
         self._locks.pop(space_row_id, None)
@@ -185,6 +203,9 @@ class Supervisor:
             if view.instance is not None:
                 adopted[view.id] = await runtime.adopt(view.instance.state)
         await to_thread.run_sync(self._record_adoption, adopted)
+        for instance in adopted.values():
+            if instance is not None:  # frozen when the last platform stopped: nothing holds it
+                await self.runtime.thaw(instance)
         kept = {_identity(instance) for instance in adopted.values() if instance is not None}
         ours = {view.space_id for view in views}
         for orphan in existing:
@@ -224,6 +245,8 @@ class Supervisor:
         view = await to_thread.run_sync(self._read_view, space_row_id)
         if view is None:
             return
+        if view.to_stop or view.to_roll_out:
+            await self._unfreeze(view.id)  # the old instance serves until the new one answers
         if view.to_stop:
             await self._pause(view)
         elif view.to_roll_out:
@@ -298,7 +321,10 @@ class Supervisor:
         if status.state == InstanceState.RUNNING:
             if record is not None and time.monotonic() - record.restarted_at > STABLE_SECONDS:
                 del self._crashes[view.id]
+            if self._idle_long_enough(view):
+                await self._freeze(view)
             return
+        await self._unfreeze(view.id)
         record = self._crashes.setdefault(view.id, CrashRecord())
         if time.monotonic() < record.next_try:
             return
@@ -316,6 +342,84 @@ class Supervisor:
         self.platform.metrics.restarts.labels(space=view.space_id).inc()
         restarted = await to_the_end(self.runtime.restart(instance))
         await to_thread.run_sync(self._record_instance, view.id, restarted)
+
+    # Sleep's first tier: an idle instance is frozen; the proxy's next request thaws it.
+
+    def _idle_long_enough(self, view: SpaceView) -> bool:
+        after = self.platform.settings.freeze_after
+        if not after or view.id in self._frozen or view.stage not in FREEZABLE_STAGES:
+            return False
+        return self._idle_seconds(view.space_id) >= after
+
+    def _idle_seconds(self, space_id: str) -> float:
+        routes = self.platform.routes
+        activity = routes.activity.get(space_id) or routes.touch(space_id)  # the clock starts
+        return idle_seconds(activity, time.monotonic())
+
+    async def _freeze(self, view: SpaceView) -> None:
+        """Mark the space frozen (the proxy holds its requests), check it is still idle, freeze.
+
+        The proxy counts a request open before it looks for the mark: a request either shows
+        in the check here or waits for the thaw, never reaches a frozen app unannounced.
+        """
+        assert view.instance is not None
+        loop = asyncio.get_running_loop()
+        thaw_soon = partial(loop.call_soon_threadsafe, self._thaw_soon, view.id)
+        entry = FrozenInstance(view.space_id, view.instance, Frozen(request_thaw=thaw_soon))
+        self._frozen[view.id] = entry
+        self.platform.routes.frozen[view.space_id] = entry.mark
+        if self._idle_seconds(view.space_id) < self.platform.settings.freeze_after:
+            self._end_freeze(view.id, entry, thawed=True)  # a request came meanwhile
+            return
+        async with entry.lock:
+            try:
+                frozen = await to_the_end(self.runtime.freeze(view.instance))
+            except Exception:
+                log.exception("could not freeze %s; it runs on", view.space_id)
+                frozen = False
+        if not frozen:
+            self._end_freeze(view.id, entry, thawed=True)
+        else:
+            log.info("froze %s: idle for %.0f s", view.space_id, self._idle_seconds(view.space_id))
+
+    def _thaw_soon(self, space_row_id: int) -> None:
+        """A request for a frozen space came (called from the proxy's thread, on this loop)."""
+        entry = self._frozen.get(space_row_id)
+        if entry is not None and entry.thawing is None:
+            entry.thaw_requested = time.monotonic()
+            entry.thawing = asyncio.create_task(self._thaw(space_row_id, entry))
+
+    async def _unfreeze(self, space_row_id: int) -> None:
+        """Thaw now if frozen: before the instance is stopped, restarted or replaced."""
+        entry = self._frozen.get(space_row_id)
+        if entry is None:
+            return
+        if entry.thawing is None:
+            entry.thawing = asyncio.create_task(self._thaw(space_row_id, entry))
+        await asyncio.shield(entry.thawing)
+
+    async def _thaw(self, space_row_id: int, entry: FrozenInstance) -> None:
+        async with entry.lock:
+            if self._frozen.get(space_row_id) is not entry:
+                return  # the freeze did not happen
+            try:
+                await to_the_end(self.runtime.thaw(entry.instance))
+                thawed = True
+            except Exception:
+                log.exception("could not thaw %s", entry.space_id)
+                thawed = False
+            self._end_freeze(space_row_id, entry, thawed)
+        if entry.thaw_requested is not None:
+            waited = time.monotonic() - entry.thaw_requested
+            self.platform.metrics.wakes.labels(tier="frozen").observe(waited)
+
+    def _end_freeze(self, space_row_id: int, entry: FrozenInstance, thawed: bool) -> None:
+        if self._frozen.get(space_row_id) is entry:
+            del self._frozen[space_row_id]
+        if self.platform.routes.frozen.get(entry.space_id) is entry.mark:
+            del self.platform.routes.frozen[entry.space_id]
+        if not entry.mark.thawed.done():
+            entry.mark.thawed.set_result(thawed)  # the held requests go on
 
     async def _wait_until_answers(self, instance: Instance, timeout: float) -> None:
         """Return once the instance answers HTTP at all (any status); else raise StartFailed."""
@@ -395,6 +499,7 @@ class Supervisor:
             session.add(space)
             session.commit()
             publish_route(self.platform, session, space)
+        self.platform.routes.touch(view.space_id)  # a new instance is as good as visited
 
     def _record_failure(
         self, view: SpaceView, reason: str | None, build_log: LogWriter | None

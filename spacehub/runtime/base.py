@@ -75,3 +75,12 @@ class Runtime(ABC):
     @abstractmethod
     async def remove_space(self, space_id: str) -> None:
         """Remove everything the runtime holds for a space: instances, images, volumes."""
+
+    async def freeze(self, instance: Instance) -> bool:
+        """Stop the instance's processes where they are, memory kept, CPU zero (sleep's first
+        tier). False: this runtime cannot, and the instance runs on."""
+        return False
+
+    async def thaw(self, instance: Instance) -> None:
+        """Let a frozen instance run again; one that is not frozen, or gone, is left as it is."""
+        return None  # a runtime that cannot freeze has nothing to thaw

@@ -183,6 +183,20 @@ class LocalRuntime(Runtime):
     async def remove_space(self, space_id: str) -> None:
         await anyio.to_thread.run_sync(self._remove_space, space_id)
 
+    async def freeze(self, instance: Instance) -> bool:
+        """SIGSTOP to the app's process group; its memory stays, it uses no CPU."""
+        return await anyio.to_thread.run_sync(self._signal, instance.state, signal.SIGSTOP)
+
+    async def thaw(self, instance: Instance) -> None:
+        await anyio.to_thread.run_sync(self._signal, instance.state, signal.SIGCONT)
+
+    def _signal(self, state: dict[str, Any], sig: signal.Signals) -> bool:
+        record = self._read_record(state["instance_id"])
+        if record is None or not self._alive(record):
+            return False  # never signal a pid that may belong to another process now
+        _signal_group(record.pid, sig)
+        return True
+
     # --- starting
 
     def _deploy(self, spec: AppSpec) -> InstanceRecord:

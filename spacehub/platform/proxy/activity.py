@@ -7,6 +7,7 @@ database, no runtime. The control plane reads the records (`traffic`) from its o
 import time
 from bisect import bisect_left
 from dataclasses import dataclass
+from time import monotonic
 
 from spacehub.platform.route_table import LATENCY_BUCKETS, Activity, RouteTable
 
@@ -27,6 +28,11 @@ def close_activity(activity: Activity, streaming: bool = False) -> None:
     activity.last_request = time.monotonic()
 
 
+def idle_seconds(activity: Activity, now: float) -> float:
+    """How long the space has had nothing open and no request; 0 while anything is open."""
+    return 0.0 if activity.open_connections else now - activity.last_request
+
+
 def open_stream(activity: Activity) -> None:
     """A WebSocket or a response with no end announced: open until `close_activity(.., True)`."""
     activity.open_streams += 1
@@ -34,8 +40,8 @@ def open_stream(activity: Activity) -> None:
 
 def record_response(activity: Activity, status: int, opened: float) -> None:
     """Count a response whose head is going out now, `opened` being when it was forwarded."""
-    seconds = time.monotonic() - opened
-    activity.responses[status // 100 if 100 <= status < 600 else 5] += 1
+    seconds = monotonic() - opened
+    activity.responses[status // 100] += 1  # httptools parses 3 digits: 1 to 9
     activity.latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
     activity.latency_sum += seconds
 
@@ -61,7 +67,7 @@ def traffic(routes: RouteTable) -> list[Traffic]:
     return [
         Traffic(
             space_id=space_id,
-            idle_seconds=0.0 if record.open_connections else now - record.last_request,
+            idle_seconds=idle_seconds(record, now),
             open_connections=record.open_connections,
             open_streams=record.open_streams,
             responses=tuple(record.responses),

@@ -37,7 +37,7 @@ from spacehub.platform.proxy.static_files import (
 )
 from spacehub.platform.proxy.tunnel import Tunnel, TunnelClient
 from spacehub.platform.proxy.upstream_pool import UpstreamConnection
-from spacehub.platform.route_table import Activity, Route, Upstream
+from spacehub.platform.route_table import Activity, Frozen, Route, Upstream
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ _DROP_FROM_REQUESTS = HOP_BY_HOP | CLIENT_FORWARDING
 _DROP_FROM_PRIVATE_APP_REQUESTS = _DROP_FROM_REQUESTS | CREDENTIALS
 _NO_BODY_STATUSES = frozenset({204, 304})
 _STATIC_METHODS = frozenset({b"GET", b"HEAD"})
+THAW_TIMEOUT_SECONDS = 30.0
 # The response header lines that decide whether a head can be forwarded as it came: hop-by-hop
 # ones, Location, and Content-Length (without it, the body is framed otherwise). llhttp only
 # accepts heads whose lines end in CRLF and whose names end at the colon: the match is exact.
@@ -324,10 +325,35 @@ class Exchange:
         assert route.upstream is not None
         self._route = route
         self._prefix = decision.prefix
+        # Counted open before looking for a freeze: the supervisor marks a space frozen, then
+        # checks that nothing is open, then freezes; this order leaves no request in between.
         self._activity = open_activity(self._ctx.routes, route.space_id)
         self._opened = time.monotonic()
         drop = _DROP_FROM_PRIVATE_APP_REQUESTS if route.private else _DROP_FROM_REQUESTS
+        frozen = self._ctx.routes.frozen.get(route.space_id)
+        if frozen is not None:
+            forward = (route.upstream, decision.app_target, drop, decision.prefix)
+            self._task = asyncio.ensure_future(self._forward_when_thawed(frozen, *forward))
+            return
         self._forward(route.upstream, decision.app_target, drop, decision.prefix)
+
+    async def _forward_when_thawed(
+        self, frozen: Frozen, upstream: Upstream, target: bytes, drop: frozenset, prefix: bytes
+    ) -> None:
+        """Ask the control plane to thaw the space's instance, wait for it, then forward."""
+        frozen.request_thaw()
+        try:
+            # Shielded: a client leaving must not cancel what other requests wait for too.
+            waiting = asyncio.shield(asyncio.wrap_future(frozen.thawed))
+            thawed = await asyncio.wait_for(waiting, THAW_TIMEOUT_SECONDS)
+        except TimeoutError:
+            thawed = False
+        if self.done:
+            return
+        if thawed:
+            self._forward(upstream, target, drop, prefix)
+        else:
+            self._fail(503, "the app could not be woken up; try again")
 
     def _forward_to_control_plane(self, decision: Destination) -> None:
         self._forward(self._ctx.control_plane, decision.control_target, _DROP_FROM_REQUESTS, b"")
