@@ -216,6 +216,7 @@ def test_a_missing_base_is_pulled_from_the_mirror_and_tagged_as_named(registry, 
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"pulled from the registry mirror {registry}" in done.stdout, done.stdout
     assert image_id(name) == original, "the very image the mirror holds, under the name FROM uses"
+    assert image_id(in_mirror) is None, "the mirror's name for it is not left behind"
 
 
 @pytest.mark.docker
@@ -406,6 +407,7 @@ def test_builds_pull_a_missing_base_from_the_registry_mirror(hub, registry, requ
         hub.push(space_id, files)
         hub.running(space_id)
         assert f"{name} pulled from the registry mirror {registry}" in build_log(hub, space_id)
+        assert image_id(in_mirror) is None
         answer = hub.get(space_id, "path", "%C3%A9t%C3%A9.txt")
         assert answer.status_code == 200 and answer.text == "servi depuis le miroir\n"
     finally:

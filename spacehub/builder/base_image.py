@@ -155,6 +155,7 @@ def pull_base_image(image: str, mirror: str | None, log: Log, *, direct: bool = 
             pulled = _docker(["pull", source], timeout=_DOCKER_TIMEOUT)
             if pulled.returncode == 0:
                 _check(_docker(["tag", source, image], timeout=60), f"docker tag {source}")
+                _docker(["rmi", source], timeout=60)  # only the mirror's name; `image` stays
                 log(f"{image} pulled from the registry mirror {mirror}")
                 return None
             detail = _last_line(pulled.stderr)
