@@ -27,6 +27,7 @@ pytestmark = pytest.mark.docker
 OWNER = "buildkittest"
 SECRET = "hf_MySecretValue-ÿ-7c41e0"
 CA_MARKER = "spacehub-buildkit-ca-marker-31d7"
+DIGEST_KEY = os.urandom(32)  # a platform's key: a new one each run, as a new platform has
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,7 @@ def build(
             commit=commit,
             build_args={"GREETING": "hello"},
             build_secrets=secrets or {},
-            options=ImageBuildOptions(BASE_IMAGE, ca_bundle, None),
+            options=ImageBuildOptions(BASE_IMAGE, ca_bundle, None, secrets_digest_key=DIGEST_KEY),
             log=lines.append,
             limits=limits or BuildLimits(),
         )
@@ -256,3 +257,26 @@ def test_the_cli_found_builds_with_buildkit() -> None:
             timeout=30,
         ).stdout
         assert int(version.split(".")[0]) < 23, version
+
+
+def test_a_step_that_mounts_a_secret_is_rebuilt_for_another_value_or_space(
+    client: "docker.DockerClient", tmp_path: Path
+) -> None:
+    """BuildKit leaves secret values out of its cache keys: without the digest ARG, the second
+    space got the layer built with the first space's secret."""
+    dockerfile = (
+        f"FROM {BASE_IMAGE}\n"
+        "RUN --mount=type=secret,id=TOKEN,mode=0444,required=true "
+        "cp /run/secrets/TOKEN /token-copy\n"
+        'CMD ["python3", "-m", "http.server", "7860"]\n'
+    )
+    seen = {}
+    for name, value in (("first", "token-one"), ("second", "token-two")):
+        source = docker_space(tmp_path / name, dockerfile)
+        artifact, _, _ = build(source, name, "b" * 40, None, secrets={"TOKEN": value})
+        # Detached, then waited for: run(remove=True) sometimes returns before the output.
+        container = client.containers.run(artifact.ref, ["cat", "/token-copy"], detach=True)
+        container.wait(timeout=60)
+        seen[name] = container.logs()
+        container.remove()
+    assert seen == {"first": b"token-one", "second": b"token-two"}, "a secret layer was reused"

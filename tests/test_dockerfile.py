@@ -52,18 +52,24 @@ CASES = {
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_sdk_dockerfile_matches_golden_file(name: str) -> None:
-    text = render_dockerfile(CASES[name], base_image="python:3.11-slim")
-    assert text == render_dockerfile(CASES[name], base_image="python:3.11-slim")
+    text = render_dockerfile(CASES[name], base_image="python:3.11-slim", secrets_digest=None)
+    assert text == render_dockerfile(
+        CASES[name], base_image="python:3.11-slim", secrets_digest=None
+    )
     assert_golden(name, text)
 
 
 def test_app_copy_is_the_last_instruction() -> None:
-    text = render_dockerfile(plan_for("gradio", has_requirements=True), base_image="b:1")
+    text = render_dockerfile(
+        plan_for("gradio", has_requirements=True), base_image="b:1", secrets_digest=None
+    )
     assert text.strip().splitlines()[-1] == "COPY --chown=1000:1000 app/ /home/user/app/"
 
 
 def test_build_settings_reach_dependency_steps_only_as_secret_mounts() -> None:
-    text = render_dockerfile(CASES["gradio-full.Dockerfile"], base_image="python:3.11-slim")
+    text = render_dockerfile(
+        CASES["gradio-full.Dockerfile"], base_image="python:3.11-slim", secrets_digest=None
+    )
     assert "spacehub-build" not in text.replace("/run/spacehub-build/", "")
     assert "COPY spacehub" not in text and "ENV PIP" not in text and "ENV SSL" not in text
     installs = [line for line in text.splitlines() if "uv pip install" in line]
@@ -80,12 +86,14 @@ def test_build_settings_reach_dependency_steps_only_as_secret_mounts() -> None:
 )
 def test_unsafe_values_never_reach_the_dockerfile(base_image: str, app_file: str) -> None:
     with pytest.raises(ValueError):
-        render_dockerfile(plan_for("gradio", app_file=app_file), base_image=base_image)
+        render_dockerfile(
+            plan_for("gradio", app_file=app_file), base_image=base_image, secrets_digest=None
+        )
 
 
 def test_docker_and_static_spaces_have_no_template() -> None:
     with pytest.raises(ValueError):
-        render_dockerfile(plan_for("static"), base_image="python")
+        render_dockerfile(plan_for("static"), base_image="python", secrets_digest=None)
 
 
 USER_DOCKERFILE = """\
@@ -119,7 +127,10 @@ def test_user_dockerfile_rewrite_adds_build_settings_to_each_stage_and_run() -> 
     dockerfile = read_user_dockerfile(USER_DOCKERFILE, {})
     mount = "type=secret,id=spacehub-ca,target=/run/spacehub-build/ca.crt"
     text = rewrite_user_dockerfile(
-        dockerfile, build_args={"PIP_CERT": "/run/spacehub-build/ca.crt"}, mounts=[mount]
+        dockerfile,
+        build_args={"PIP_CERT": "/run/spacehub-build/ca.crt"},
+        mounts=[mount],
+        secrets_digest=None,
     )
     lines = text.splitlines()
     assert "syntax" not in text  # a frontend image would have to be pulled
@@ -132,12 +143,37 @@ def test_user_dockerfile_rewrite_adds_build_settings_to_each_stage_and_run() -> 
     assert "cat /run/secrets/HF_TOKEN > /dev/null &&     echo built" in text
 
 
+def test_steps_that_mount_secrets_are_cached_by_the_digest_of_their_values() -> None:
+    """BuildKit leaves secret values out of cache keys: the digest ARG goes into them."""
+    dockerfile = read_user_dockerfile(USER_DOCKERFILE, {})
+    digest = "ab" * 32
+    lines = rewrite_user_dockerfile(
+        dockerfile, build_args={}, mounts=[], secrets_digest=digest
+    ).splitlines()
+    secret_step = next(i for i, line in enumerate(lines) if "id=HF_TOKEN" in line)
+    assert lines[secret_step - 1] == f"ARG SPACEHUB_SECRETS_DIGEST={digest}"
+    assert lines.count(f"ARG SPACEHUB_SECRETS_DIGEST={digest}") == 1  # the cache-only RUN: none
+    plan = plan_for("gradio", has_requirements=True)
+    template = render_dockerfile(plan, base_image="b:1", secrets_digest=digest).splitlines()
+    install = next(i for i, line in enumerate(template) if "requirements.txt \\" in line)
+    assert f"ARG SPACEHUB_SECRETS_DIGEST={digest}" in template[:install]
+    assert "SPACEHUB_SECRETS_DIGEST" not in render_dockerfile(
+        plan, base_image="b:1", secrets_digest=None
+    )
+    with pytest.raises(ValueError):
+        render_dockerfile(plan, base_image="b:1", secrets_digest="x\nRUN id")
+
+
 def test_user_dockerfile_rewrite_refuses_values_that_would_escape_their_line() -> None:
     dockerfile = read_user_dockerfile("FROM x\nRUN true\n", {})
     with pytest.raises(ValueError):
-        rewrite_user_dockerfile(dockerfile, build_args={"A": "/x\nRUN id"}, mounts=[])
+        rewrite_user_dockerfile(
+            dockerfile, build_args={"A": "/x\nRUN id"}, mounts=[], secrets_digest=None
+        )
     with pytest.raises(ValueError):
-        rewrite_user_dockerfile(dockerfile, build_args={}, mounts=["type=secret id=x"])
+        rewrite_user_dockerfile(
+            dockerfile, build_args={}, mounts=["type=secret id=x"], secrets_digest=None
+        )
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,8 @@ _RUN = re.compile(r"(?is)(\s*RUN)(\s.*)")
 _HEREDOC_INSTRUCTION = re.compile(r"(?i)\s*(RUN|COPY|ADD)\s")
 _HEREDOC = re.compile(r"<<-?\s*[\"']?[A-Za-z_]")
 _DIRECTIVE = re.compile(r"#\s*([A-Za-z]+)\s*=\s*(\S+)")
+_HEX_DIGEST = re.compile(r"[0-9a-f]{16,128}")
+SECRETS_DIGEST_ARG = "SPACEHUB_SECRETS_DIGEST"
 _ARG_PATH = re.compile(r"/[A-Za-z0-9_./-]{1,200}")
 _MOUNT_SPEC = re.compile(r"[a-z]+=[A-Za-z0-9_./-]+(,[a-z]+=[A-Za-z0-9_./-]+)*")
 _BRACED_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -51,8 +53,11 @@ def check_image_name(image: str) -> str:
     return image
 
 
-def render_dockerfile(plan: BuildPlan, *, base_image: str) -> str:
-    """The Dockerfile for a gradio or streamlit space, identical for identical inputs."""
+def render_dockerfile(plan: BuildPlan, *, base_image: str, secrets_digest: str | None) -> str:
+    """The Dockerfile for a gradio or streamlit space, identical for identical inputs.
+
+    `secrets_digest` (see `rewrite_user_dockerfile`) is set when the requirements name secrets.
+    """
     config = plan.config
     if config.sdk not in DEFAULT_SDK_VERSIONS:
         raise ValueError(f"the {config.sdk} sdk has no Dockerfile template")
@@ -70,6 +75,7 @@ def render_dockerfile(plan: BuildPlan, *, base_image: str) -> str:
         sdk_requirement=" ".join((f"{config.sdk}=={version}", *SDK_COMPANIONS[config.sdk])),
         uv_version=UV_VERSION,
         app_file=app_file,
+        secrets_digest=_checked_digest(secrets_digest),
     )
 
 
@@ -119,14 +125,24 @@ def read_user_dockerfile(text: str, build_args: Mapping[str, str]) -> UserDocker
 
 
 def rewrite_user_dockerfile(
-    dockerfile: UserDockerfile, *, build_args: Mapping[str, str], mounts: Sequence[str]
+    dockerfile: UserDockerfile,
+    *,
+    build_args: Mapping[str, str],
+    mounts: Sequence[str],
+    secrets_digest: str | None,
 ) -> str:
     """The Dockerfile BuildKit builds: the user's, plus build-only settings that leave no trace.
 
     After each FROM, `build_args` become ARGs (paths of the CA bundle and index settings: ARG
     values reach RUN steps, not the image's environment); each RUN gets `mounts` (secret mounts
     of those files). Comments and parser directives go: `# syntax=` would pull a frontend image.
+
+    BuildKit leaves secret values out of its cache keys: a step that mounts a secret would be
+    reused by a build with another value, another space's included. So each such step comes
+    after `ARG SPACEHUB_SECRETS_DIGEST=<secrets_digest>`, a keyed digest of the space and the
+    values (it tells nothing of them), which the step's cache key includes.
     """
+    digest = _checked_digest(secrets_digest)
     for name, value in build_args.items():
         if not _ENV_NAME.fullmatch(name) or not _ARG_PATH.fullmatch(value):
             raise ValueError(f"build setting {name} cannot be written into a Dockerfile")
@@ -140,10 +156,18 @@ def rewrite_user_dockerfile(
             lines.append(line)
             lines.extend(f"ARG {name}={value}" for name, value in sorted(build_args.items()))
         elif run := _RUN.match(line):
+            if digest is not None and _secret_ids(line):
+                lines.append(f"ARG {SECRETS_DIGEST_ARG}={digest}")
             lines.append(f"{run.group(1)}{flags}{run.group(2)}")
         else:
             lines.append(line)
     return "\n".join(lines) + "\n"
+
+
+def _checked_digest(digest: str | None) -> str | None:
+    if digest is not None and not _HEX_DIGEST.fullmatch(digest):
+        raise ValueError("the secrets digest must be hexadecimal")
+    return digest
 
 
 def _check_directives(text: str) -> None:

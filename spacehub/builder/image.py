@@ -6,6 +6,9 @@ use them: no layer, history entry or helper image holds them. The Docker SDK che
 images and manages the images built.
 """
 
+import hashlib
+import hmac
+import json
 import re
 import shlex
 import shutil
@@ -77,6 +80,9 @@ class ImageBuildOptions:
     platform_id: str | None = None
     docker_cli: str | None = None  # the docker CLI that builds; None: found on PATH
     registry_mirror: str | None = None  # where a missing base image is pulled from, if set
+    # Keys the digest of secret values that separates the cache of the steps using them
+    # (see dockerfile.rewrite_user_dockerfile): a platform secret, so the digest reveals nothing.
+    secrets_digest_key: bytes = b""
 
 
 def build_image(
@@ -211,6 +217,7 @@ class _Build:
         self.limits = limits
         self.deadline = deadline
         self.private = private
+        self.space_id = space_id
         self.labels = {"spacehub.space": space_id, "spacehub.commit": commit}
         if options.platform_id:
             self.labels["spacehub.platform"] = options.platform_id
@@ -235,12 +242,13 @@ class _Build:
             if (source / name).is_file():
                 named |= referenced_names((source / name).read_text(errors="replace"))
         values = {**build_args, **build_secrets}
-        exports = self._tool_settings()
-        exports.update({name: values[name] for name in sorted(named) if name in values})
-        secrets = {"spacehub-env": _exports(exports)}
+        used = {name: values[name] for name in sorted(named) if name in values}
+        secrets = {"spacehub-env": _exports({**self._tool_settings(), **used})}
         if self.options.ca_bundle is not None:
             secrets["spacehub-ca"] = self.options.ca_bundle.read_bytes()
-        dockerfile = render_dockerfile(plan, base_image=self.options.base_image)
+        dockerfile = render_dockerfile(
+            plan, base_image=self.options.base_image, secrets_digest=self._digest(used)
+        )
         return self._run(context, dockerfile, secrets, {})
 
     def build_user_dockerfile(
@@ -257,9 +265,8 @@ class _Build:
         # Hugging Face's documented form: `RUN --mount=type=secret,id=NAME` finds the space's
         # secret (or variable) NAME in /run/secrets/NAME.
         values = {**build_args, **build_secrets}
-        secrets: dict[str, bytes] = {
-            id_: values[id_].encode() for id_ in dockerfile.secret_ids if id_ in values
-        }
+        used = {id_: values[id_] for id_ in dockerfile.secret_ids if id_ in values}
+        secrets = {id_: value.encode() for id_, value in used.items()}
         paths: dict[str, str] = {}
         mounts = []
         if self.options.ca_bundle is not None:
@@ -278,12 +285,21 @@ class _Build:
             paths["PIP_CONFIG_FILE"] = _PIP_CONF
             paths["UV_CONFIG_FILE"] = _UV_TOML
         try:
-            text = rewrite_user_dockerfile(dockerfile, build_args=paths, mounts=mounts)
+            text = rewrite_user_dockerfile(
+                dockerfile, build_args=paths, mounts=mounts, secrets_digest=self._digest(used)
+            )
         except ValueError as error:
             message = f"cannot build the Dockerfile: {error}"
             self.log(message)
             raise BuildFailed(message, message) from None
         return self._run(source, text, secrets, args)
+
+    def _digest(self, used: Mapping[str, str]) -> str | None:
+        """A keyed digest of the space and the secret values its build steps use; None: none."""
+        if not used:
+            return None
+        message = json.dumps([self.space_id, sorted(used.items())]).encode()
+        return hmac.new(self.options.secrets_digest_key, message, hashlib.sha256).hexdigest()
 
     def _tool_settings(self) -> dict[str, str]:
         """What pip, uv and other tools read during the SDK template's RUN steps."""

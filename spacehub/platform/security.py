@@ -1,6 +1,7 @@
 """Tokens, passwords and secret values: hashing and encryption in one place."""
 
 import hashlib
+import hmac
 import secrets
 from pathlib import Path
 
@@ -48,7 +49,12 @@ class SecretBox:
     """Encrypts secret values at rest."""
 
     def __init__(self, key: bytes) -> None:
+        self._key = key
         self._fernet = Fernet(key)
+
+    def derived_key(self, purpose: str) -> bytes:
+        """A key of its own for `purpose`, from the box's key (which it does not reveal)."""
+        return hmac.new(self._key, purpose.encode(), hashlib.sha256).digest()
 
     @staticmethod
     def new_key() -> bytes:

@@ -281,6 +281,7 @@ async def _build_artifact(platform: Platform, job: BuildJob, plan: BuildPlan) ->
         platform_id=platform.platform_id,
         docker_cli=settings.docker_cli,
         registry_mirror=settings.registry_mirror,
+        secrets_digest_key=platform.secret_box.derived_key("build-cache"),
     )
     try:
         return await _in_daemon_thread(
