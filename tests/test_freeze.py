@@ -9,6 +9,7 @@ import asyncio
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -23,6 +24,14 @@ from spacehub.platform.route_table import Route, Upstream
 from spacehub.platform.services import desired
 from spacehub.platform.supervisor import Supervisor
 from spacehub.runtime.base import Instance
+from tests.conftest import EXAMPLES, explain_failure, start_platform, wait_for
+from tests.test_runtime_conformance import (
+    RuntimeHub,
+    clean_up,
+    containers_of,
+    local_records,
+    runtime_settings,
+)
 from tests.test_supervisor import (
     FakeEngine,
     ServerRuntime,
@@ -38,6 +47,7 @@ from tests.test_supervisor import (
 from tests.test_supervisor import free_port as free_test_port
 
 FREEZE_AFTER = 1.0
+REAL_FREEZE_AFTER = 3  # seconds, for the real runtimes
 
 
 class FreezingRuntime(ServerRuntime):
@@ -246,3 +256,84 @@ def test_a_request_racing_the_freeze_is_answered(platform, engine):
             assert took < 5
 
     supervise(platform, runtime, scenario)
+
+
+# The real runtimes: a Gradio space from examples/ frozen by `docker pause` or SIGSTOP
+
+
+def frozen_and_cpu(hub: RuntimeHub, space_id: str) -> tuple[bool, float]:
+    """Whether the space's instance is frozen, and the CPU seconds it has used so far."""
+    if hub.runtime == "docker":
+        (container,) = containers_of(space_id)
+        stats = container.stats(stream=False)
+        return container.attrs["State"]["Paused"], stats["cpu_stats"]["cpu_usage"][
+            "total_usage"
+        ] / 1e9
+    (record,) = local_records(hub.platform, space_id)
+    pid = record["pid"]
+    group = [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and _group_of(int(entry.name)) == pid
+    ]
+    states = {process_state(member) for member in group}
+    ticks = sum(cpu_ticks(member) for member in group)
+    return states == {"T"}, ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _group_of(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[2])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@pytest.fixture(params=[pytest.param("docker", marks=pytest.mark.docker), "local"])
+def gradio_hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RuntimeHub]:
+    runtime: str = request.param
+    platform = start_platform(
+        tmp_path / "data", **runtime_settings(runtime, freeze_after=str(REAL_FREEZE_AFTER))
+    )
+    hub = RuntimeHub(runtime, platform, tmp_path / "checkouts")
+    explain_failure(request.node, "platform log (tail)", lambda: platform.log()[-6000:])
+    try:
+        yield hub
+    finally:
+        clean_up(runtime, platform, hub.created)
+
+
+def test_a_real_gradio_space_freezes_uses_no_cpu_and_answers_the_first_request(gradio_hub):
+    hub = gradio_hub
+    space_id = hub.create("frozen-greet", "gradio")
+    hub.push(space_id, EXAMPLES / "gradio-greet")
+    hub.running(space_id)
+    assert hub.get(space_id, "path").status_code == 200
+    wait_for(
+        lambda: frozen_and_cpu(hub, space_id)[0], REAL_FREEZE_AFTER + 10, "the app to be frozen"
+    )
+    _, cpu_before = frozen_and_cpu(hub, space_id)
+    time.sleep(3)
+    frozen_now, cpu_after = frozen_and_cpu(hub, space_id)
+    assert frozen_now
+    assert cpu_after == cpu_before, f"a frozen app used {cpu_after - cpu_before:.4f} s of CPU"
+
+    started = time.monotonic()
+    first = hub.get(space_id, "subdomain", "config")
+    wake = time.monotonic() - started
+    assert first.status_code == 200, first.text
+    assert not frozen_and_cpu(hub, space_id)[0]
+    warm = []
+    for _ in range(5):
+        started = time.monotonic()
+        assert hub.get(space_id, "subdomain", "config").status_code == 200
+        warm.append(time.monotonic() - started)
+    added = wake - min(warm)
+    print(
+        f"\n{hub.runtime}: first request to the frozen Gradio app {wake * 1000:.1f} ms, "
+        f"warm {min(warm) * 1000:.1f} ms: {added * 1000:.1f} ms added by the thaw"
+    )
+    assert added < 0.5  # the target, 50 ms, is measured (printed), not asserted on a busy host
+    with hub.platform.api() as client:
+        metrics = client.get("/metrics").text
+    assert 'spacehub_wake_duration_seconds_count{tier="frozen"} 1.0' in metrics
+    wait_for(lambda: frozen_and_cpu(hub, space_id)[0], REAL_FREEZE_AFTER + 10, "a freeze again")
