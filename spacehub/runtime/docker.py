@@ -195,7 +195,10 @@ class DockerRuntime(Runtime):
         except docker.errors.NotFound:
             return False
         except docker.errors.APIError as error:
-            if error.status_code == 409:  # paused already, not paused, or not running
+            # 409: paused already or not running. Unpausing what is not paused is a 500 on
+            # Docker 20.10 and 26 alike, and adoption thaws every app it finds.
+            not_paused = not pause and "is not paused" in str(error.explanation)
+            if error.status_code == 409 or not_paused:
                 return pause and self._status(container_id).state == InstanceState.RUNNING
             raise
         return True
