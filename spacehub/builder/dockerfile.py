@@ -139,8 +139,8 @@ def rewrite_user_dockerfile(
 
     BuildKit leaves secret values out of its cache keys: a step that mounts a secret would be
     reused by a build with another value, another space's included. So each such step comes
-    after `ARG SPACEHUB_SECRETS_DIGEST=<secrets_digest>`, a keyed digest of the space and the
-    values (it tells nothing of them), which the step's cache key includes.
+    after `ARG SPACEHUB_SECRETS_DIGEST=<secrets_digest>`, a keyed digest of the values (it tells
+    nothing of them), which the step's cache key includes.
     """
     digest = _checked_digest(secrets_digest)
     for name, value in build_args.items():

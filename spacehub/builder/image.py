@@ -217,7 +217,6 @@ class _Build:
         self.limits = limits
         self.deadline = deadline
         self.private = private
-        self.space_id = space_id
         self.labels = {"spacehub.space": space_id, "spacehub.commit": commit}
         if options.platform_id:
             self.labels["spacehub.platform"] = options.platform_id
@@ -295,10 +294,13 @@ class _Build:
         return self._run(source, text, secrets, args)
 
     def _digest(self, used: Mapping[str, str]) -> str | None:
-        """A keyed digest of the space and the secret values its build steps use; None: none."""
+        """A keyed digest of the secret values the build's steps use; None: none.
+
+        Spaces with the same values share the steps (neither learns anything from the other).
+        """
         if not used:
             return None
-        message = json.dumps([self.space_id, sorted(used.items())]).encode()
+        message = json.dumps(sorted(used.items())).encode()
         return hmac.new(self.options.secrets_digest_key, message, hashlib.sha256).hexdigest()
 
     def _tool_settings(self) -> dict[str, str]:
