@@ -8,11 +8,11 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from spacehub.core.space_config import duration_seconds
+
 MIB = 1024 * 1024
 _SIZE = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[kmgt]?)(?:i?b)?", re.IGNORECASE)
-_DURATION = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[smh]?)", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "k": 1024, "m": MIB, "g": 1024 * MIB, "t": 1024 * 1024 * MIB}
-_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
 
 
 def parse_size(value: object) -> object:
@@ -26,13 +26,13 @@ def parse_size(value: object) -> object:
 
 
 def parse_duration(value: object) -> object:
-    """`30m`, `1h`, `90s` or a number of seconds."""
+    """`30m`, `1h30m`, `90s` or a number of seconds: what the front matter accepts."""
     if not isinstance(value, str):
         return value
-    match = _DURATION.fullmatch(value.strip())
-    if match is None:
+    seconds = duration_seconds(value)
+    if seconds is None:
         raise ValueError(f"{value!r} is not a duration: write seconds, or e.g. 90s, 30m, 1h")
-    return int(float(match["number"]) * _DURATION_UNITS[match["unit"].lower()])
+    return int(seconds)
 
 
 def half_the_cores() -> float:
