@@ -20,6 +20,7 @@ from spacehub.platform.api import repos as repos_api
 from spacehub.platform.api import ssh_keys as ssh_keys_api
 from spacehub.platform.api import tokens as tokens_api
 from spacehub.platform.context import Platform
+from spacehub.platform.dashboard.install import install_dashboard
 from spacehub.platform.db import migrate, session_scope
 from spacehub.platform.errors import install_error_handlers
 from spacehub.platform.git import http_backend, lfs, webhooks
@@ -83,6 +84,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.include_router(ssh_keys_api.router)
     app.include_router(tokens_api.router)
     app.include_router(webhooks.router)
+    install_dashboard(app)  # its /spaces/{owner}/{name}/… pages before git's catch-all
     app.include_router(lfs.router)  # before the git bridge's catch-all path
     app.include_router(repo_files.router)  # idem: /spaces/{owner}/{name}/resolve/…
     app.include_router(http_backend.router)

@@ -15,7 +15,7 @@ from starlette.requests import HTTPConnection
 
 from spacehub.core.errors import SpacehubError
 from spacehub.core.stages import Stage
-from spacehub.platform.api.shapes import space_url
+from spacehub.platform.app_sign_in import cookie_caller, exchange_ticket
 from spacehub.platform.context import Platform
 from spacehub.platform.db import session_scope
 from spacehub.platform.deps import PlatformDep, SessionDep, bearer_token
@@ -47,32 +47,13 @@ IN_PROGRESS = {
 }
 
 
-@router.get("/spaces/{owner}/{name}")
-def space_page(
-    owner: str, name: str, request: Request, session: SessionDep, platform: PlatformDep
-) -> Response:
-    """The space's page: what a browser gets at the same URL git clones."""
-    space = _visible_space(request, session, owner, name)
-    if space is None:
-        return _not_found()
-    return templates.TemplateResponse(
-        request,
-        "space.html",
-        {
-            "space_id": f"{owner}/{name}",
-            "title": space.card_data.get("title") or name,
-            "emoji": space.card_data.get("emoji") or "",
-            "stage": str(space.stage),
-            "clone_url": space_url(platform.settings, owner, name),
-            "app_url": f"/apps/{owner}/{name}/",
-        },
-    )
-
-
 @router.api_route("/apps/{owner}/{name}/{path:path}", methods=["GET", "HEAD"])
 def app_page(
     owner: str, name: str, path: str, request: Request, session: SessionDep, platform: PlatformDep
 ) -> Response:
+    ticket_answer = exchange_ticket(platform, session, request, owner, name)
+    if ticket_answer is not None:
+        return ticket_answer
     space = _visible_space(request, session, owner, name)
     if space is None:
         return _not_found()
@@ -125,6 +106,9 @@ def _visible_space(
     """The space if this caller may see it; else None, answered like a space that is not there."""
     try:
         caller = accounts.caller_for_token(session, bearer_token(request))
+        if caller.user is None:  # a browser signed in to the app by a ticket (app_sign_in.py)
+            platform: Platform = request.app.state.platform
+            caller = cookie_caller(platform, session, request, f"{owner}/{name}") or caller
         return spaces.visible_space(session, caller, owner, name)
     except SpacehubError:
         return None

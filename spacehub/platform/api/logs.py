@@ -3,6 +3,7 @@
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Literal
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
@@ -27,13 +28,21 @@ def build_logs(
     owner: str, name: str, caller: CallerDep, session: SessionDep, platform: PlatformDep
 ):
     space = _loggable_space(session, caller, owner, name)
-    build = builds.latest_build(session, space)
-    return _sse(_build_events(platform, build))
+    return space_log(platform, session, space, "build")
 
 
 @router.get("/spaces/{owner}/{name}/logs/run")
 def run_logs(owner: str, name: str, caller: CallerDep, session: SessionDep, platform: PlatformDep):
     space = _loggable_space(session, caller, owner, name)
+    return space_log(platform, session, space, "run")
+
+
+def space_log(
+    platform: Platform, session: Session, space: Space, kind: Literal["build", "run"]
+) -> StreamingResponse:
+    """The space's latest build log or its app's log, as server-sent events (API, dashboard)."""
+    if kind == "build":
+        return _sse(_build_events(platform, builds.latest_build(session, space)))
     return _sse(_run_events(platform, space))
 
 

@@ -92,12 +92,15 @@ def list_visible_spaces(
     *,
     author: str | None = None,
     search: str | None = None,
+    sdk: str | None = None,
     offset: int = 0,
     limit: int = 100,
 ) -> list[tuple[Space, User]]:
     statement = select(Space, User).join(User, col(User.id) == Space.owner_id)
     if author:
         statement = statement.where(User.name == author)
+    if sdk:
+        statement = statement.where(Space.sdk == sdk)
     if search:
         # `_` is common in space names: match it literally, not as a LIKE wildcard.
         escaped = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

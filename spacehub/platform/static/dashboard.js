@@ -1,0 +1,72 @@
+// spacehub dashboard: the live parts of a space's page (stage, logs, app), with no framework.
+"use strict";
+
+function appendLog(pre, text) {
+  const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 8;
+  pre.append(document.createTextNode(text));
+  if (atBottom) pre.scrollTop = pre.scrollHeight;
+}
+
+// A log stream: the server sends the whole log then follows it; it ends with the build.
+function followLog(pre) {
+  if (pre.stream) pre.stream.close();
+  pre.textContent = "";
+  const stream = new EventSource(pre.dataset.logUrl);
+  stream.onmessage = (event) => {
+    if (!event.data.trim()) return; // keep-alive
+    try {
+      appendLog(pre, JSON.parse(event.data).data);
+    } catch (error) {
+      appendLog(pre, event.data + "\n");
+    }
+  };
+  stream.onerror = () => stream.close(); // ended: reopened when the stage changes
+  pre.stream = stream;
+}
+
+function watchStage(badge) {
+  let last = null; // what the first poll answers: the page was rendered with it
+  const frame = document.getElementById("app");
+  const error = document.getElementById("stage-error");
+  const logs = document.querySelectorAll("pre[data-log-url]");
+  logs.forEach(followLog);
+  async function poll() {
+    try {
+      const answer = await fetch(badge.dataset.runtimeUrl, { credentials: "same-origin", cache: "no-store" });
+      if (answer.ok) {
+        const now = await answer.json();
+        last = last || { ...now, stage: badge.textContent.trim() };
+        if (now.stage !== last.stage) {
+          badge.textContent = now.stage;
+          badge.className = "badge stage stage-" + now.stage.toLowerCase();
+          if (last.stage === "NO_APP_FILE" && now.stage !== "NO_APP_FILE") {
+            window.location.reload(); // the page gains its app
+            return;
+          }
+        }
+        if (now.build !== last.build || (now.stage !== last.stage && now.busy)) {
+          logs.forEach(followLog);
+        } else if (now.stage !== last.stage && now.stage.startsWith("RUNNING")) {
+          logs.forEach((pre) => pre.id === "run-log" && followLog(pre));
+        }
+        if (frame && now.stage === "RUNNING" && (last.stage !== "RUNNING" || now.commit !== last.commit)) {
+          frame.src = frame.dataset.src; // the new release
+        }
+        if (error) {
+          error.textContent = now.error || "";
+          error.hidden = !now.error;
+        }
+        last = now;
+      }
+    } catch (failure) {
+      // the platform restarts or the network is down: try again at the next tick
+    }
+    setTimeout(poll, document.hidden ? 5000 : 1500);
+  }
+  setTimeout(poll, 1500);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const badge = document.querySelector("[data-runtime-url]");
+  if (badge) watchStage(badge);
+});
