@@ -9,6 +9,13 @@ from typing import Protocol
 
 import httptools
 
+from spacehub.platform.app_tickets import (
+    APP_COOKIE,
+    PLATFORM_COOKIE_PREFIX,
+    AppCookie,
+    cookie_value,
+    without_platform_cookies,
+)
 from spacehub.platform.proxy.activity import (
     close_activity,
     open_activity,
@@ -27,7 +34,7 @@ from spacehub.platform.proxy.http_head import (
     render_head,
     status_line,
 )
-from spacehub.platform.proxy.routing import Destination, Redirect
+from spacehub.platform.proxy.routing import Destination, Redirect, Refusal
 from spacehub.platform.proxy.static_files import (
     INLINE_MAX,
     FileSender,
@@ -42,6 +49,7 @@ from spacehub.platform.route_table import Activity, Frozen, Route, Upstream
 log = logging.getLogger(__name__)
 
 CREDENTIALS = frozenset({b"authorization", b"x-hf-authorization"})
+_APP_COOKIE = APP_COOKIE.encode()
 _DROP_FROM_REQUESTS = HOP_BY_HOP | CLIENT_FORWARDING
 _DROP_FROM_PRIVATE_APP_REQUESTS = _DROP_FROM_REQUESTS | CREDENTIALS
 _NO_BODY_STATUSES = frozenset({204, 304})
@@ -94,13 +102,19 @@ class ExchangeClient(TunnelClient, Protocol):
 
 
 def bearer_token(headers: Headers) -> str | None:
-    """The token of `Authorization: Bearer x`, else of `X-HF-Authorization: Bearer x`."""
+    """The token of `Authorization: Bearer x`, else of `X-HF-Authorization: Bearer x`, else the
+    app-access cookie a browser got for the space (app_tickets.py) as an `AppCookie`."""
     for name in (b"authorization", b"x-hf-authorization"):
         value = header_value(headers, name)
         if value is not None:
             scheme, _, token = value.strip().partition(b" ")
             if scheme.lower() == b"bearer" and token.strip():
                 return token.strip().decode("latin-1")
+    cookies = header_value(headers, b"cookie")
+    if cookies is not None and _APP_COOKIE in cookies:
+        cookie = cookie_value(cookies, _APP_COOKIE)
+        if cookie:
+            return AppCookie(cookie.decode("latin-1"))
     return None
 
 
@@ -195,7 +209,10 @@ class Exchange:
         request = self.request
         decision = self._ctx.router.resolve(request.host, request.target)
         if type(decision) is Redirect:
-            self._reply(308, [(b"location", decision.location)])
+            self._reply(decision.status, [(b"location", decision.location)])
+            return
+        if type(decision) is Refusal:
+            self._reply(decision.status, [], decision.text)
             return
         route = decision.route
         if route is not None and route.upstream is not None and not route.private:
@@ -330,7 +347,8 @@ class Exchange:
         self._activity = open_activity(self._ctx.routes, route.space_id)
         self._opened = time.monotonic()
         drop = _DROP_FROM_PRIVATE_APP_REQUESTS if route.private else _DROP_FROM_REQUESTS
-        frozen = self._ctx.routes.frozen.get(route.space_id)
+        frozen_spaces = self._ctx.routes.frozen  # most often empty: a cheaper test than get
+        frozen = frozen_spaces.get(route.space_id) if frozen_spaces else None
         if frozen is not None:
             forward = (route.upstream, decision.app_target, drop, decision.prefix)
             self._task = asyncio.ensure_future(self._forward_when_thawed(frozen, *forward))
@@ -366,9 +384,14 @@ class Exchange:
         headers = end_to_end(request.headers, drop) if request.connection else request.headers
         chunked = request.chunked
         lines = [request.method, b" ", target, b" HTTP/1.1\r\n"]
+        to_app = upstream is not self._ctx.control_plane
         for name, value in headers:
             if name in drop or name.startswith(b"proxy-"):
                 continue
+            if to_app and name == b"cookie" and PLATFORM_COOKIE_PREFIX in value:
+                value = without_platform_cookies(value)  # no session or app-access cookie
+                if not value:
+                    continue
             if chunked and name == b"content-length":
                 continue
             lines += (name, b": ", value, b"\r\n")
@@ -692,10 +715,10 @@ class Exchange:
         self._release_activity()
         self._client.exchange_finished(keep_alive=not self._client_close)
 
-    def _reply(self, status: int, headers: Headers) -> None:
+    def _reply(self, status: int, headers: Headers, text: str = "") -> None:
         self._client_close = self._client_close or not self._body_done or self.request.http10
         self._response_started = True
-        self._client.send(plain_response(status, headers=headers, close=self._client_close))
+        self._client.send(plain_response(status, text, headers=headers, close=self._client_close))
         self._end()
         self._client.exchange_finished(keep_alive=not self._client_close)
 
