@@ -215,14 +215,29 @@ async def serve_platform(settings: "Settings") -> None:
         await asyncio.sleep(0.02)
 
     control_plane = Upstream(unix_path=str(socket_path))
-    authorize = AppAccess(platform.engine).authorize
-    context = proxy_context(platform.routes, control_plane, settings.apps_domain, authorize)
-    proxy = ProxyThread(settings.host, settings.port, context)
+    authorize = AppAccess(platform.engine, platform.app_signer).authorize
+    main_origin = proxy_context(
+        platform.routes,
+        control_plane,
+        settings.apps_domain,
+        authorize,
+        apps_origin=settings.effective_apps_url,
+    )
+    apps_origin = proxy_context(
+        platform.routes, control_plane, settings.apps_domain, authorize, apps_only=True
+    )
+    proxy = ProxyThread(
+        [
+            (settings.host, settings.port, main_origin),
+            (settings.host, settings.effective_apps_port, apps_origin),
+        ]
+    )
     proxy.start()
     # What startup made lives as long as the process: out of the collector's reach, the full
     # collections that many requests' garbage triggers stay short.
     gc.freeze()
     print(f"spacehub is serving at {settings.effective_public_url}", flush=True)
+    print(f"Apps answer at {settings.effective_apps_url}/apps/{{owner}}/{{name}}/", flush=True)
     await _print_image_builder(settings, platform.runtime)
     await stop.wait()
     print("spacehub is stopping", flush=True)

@@ -158,6 +158,12 @@ class Platform:
     log_path: Path
     token: str = ADMIN_TOKEN
     env: dict[str, str] = field(default_factory=dict)
+    apps_port: int = 0  # 0: the default, port + 1
+
+    @property
+    def apps_url(self) -> str:
+        """The apps origin: the path form of apps answers there, never on `url`."""
+        return f"http://localhost:{self.apps_port or self.port + 1}"
 
     def api(self, token: str | None = ADMIN_TOKEN) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -223,11 +229,13 @@ def start_platform(
     **settings: str,
 ) -> Platform:
     port = port or free_port()
+    apps_port = int(settings.pop("apps_port", 0)) or free_port()
     env = {
         **os.environ,
         **(extra_env or {}),
         "SPACEHUB_DATA_DIR": str(data_dir),
         "SPACEHUB_PORT": str(port),
+        "SPACEHUB_APPS_PORT": str(apps_port),  # parallel platforms never share port + 1
         "SPACEHUB_SSH_PORT": str(free_port()),  # parallel platforms never share 2222
         "SPACEHUB_ADMIN_TOKEN": ADMIN_TOKEN,
         **{f"SPACEHUB_{key.upper()}": value for key, value in settings.items()},
@@ -248,6 +256,7 @@ def start_platform(
         process=process,
         log_path=log_path,
         env=env,
+        apps_port=apps_port,
     )
 
     def up() -> bool:
@@ -523,7 +532,7 @@ class Hub:
         return f"release {built:.1f} s, live {live:.1f} s" if built and live else "did not go live"
 
     def path_url(self, space_id: str) -> str:
-        return f"{self.platform.url}/apps/{space_id}/"
+        return f"{self.platform.apps_url}/apps/{space_id}/"
 
     def subdomain_url(self, space_id: str) -> str:
         owner, name = space_id.split("/")

@@ -225,7 +225,7 @@ def test_cancel_of_a_running_build_keeps_the_old_release_serving(
     space_id = serving.create_and_push("cancel-running", space_files())
     runtime = platform.wait_stage(space_id, SETTLED, FIRST_BUILD_TIMEOUT)
     assert runtime["stage"] == "RUNNING", runtime
-    app = f"{platform.url}/apps/{space_id}/"
+    app = f"{platform.apps_url}/apps/{space_id}/"
     assert httpx.get(app, timeout=30).status_code == 200
 
     package = sleeping_package(tmp_path, "sleeps_before_cancel")

@@ -90,7 +90,7 @@ def test_separate_worker_builds_what_serve_does_not(tmp_path: Path) -> None:
         platform.wait_stage(space, {"RUNNING"}, timeout=30)
         page = wait_for(
             lambda: (
-                (answer := httpx.get(f"{platform.url}/apps/{space}/")).status_code == 200
+                (answer := httpx.get(f"{platform.apps_url}/apps/{space}/")).status_code == 200
                 and answer.text
             ),
             10,

@@ -115,7 +115,7 @@ def test_clone_add_app_and_push_without_force_goes_live(
 
     assert pushed.returncode == 0, pushed.stderr
     shared_platform.wait_stage(space_id, {"RUNNING"}, 30)
-    page = httpx.get(f"{shared_platform.url}/apps/{space_id}/", timeout=10)
+    page = httpx.get(f"{shared_platform.apps_url}/apps/{space_id}/", timeout=10)
     assert "Hello from my first space" in page.text
 
 
@@ -129,7 +129,7 @@ def test_upload_file_to_a_static_space_makes_it_live(api: HfApi, shared_platform
 
     assert first.oid == ref_of(shared_platform, space_id, "refs/heads/main")
     assert first.commit_url == f"{shared_platform.url}/spaces/{space_id}/commit/{first.oid}"
-    app = f"{shared_platform.url}/apps/{space_id}/"
+    app = f"{shared_platform.apps_url}/apps/{space_id}/"
     wait_for(lambda: "version one" in httpx.get(app).text, 30, "the uploaded page to be live")
     api.upload_file(
         path_or_fileobj=b"<h1>version two</h1>\n", path_in_repo="index.html", repo_id=space_id,
@@ -380,7 +380,7 @@ def test_hf_upload_cli_deploys_a_folder(shared_platform: Platform, tmp_path: Pat
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert {"index.html", "assets/app style.css"} <= files_at(shared_platform, space_id)
-    app = f"{shared_platform.url}/apps/{space_id}/"
+    app = f"{shared_platform.apps_url}/apps/{space_id}/"
     wait_for(lambda: "deployed by hf upload" in httpx.get(app).text, 30, "the CLI's upload live")
 
 

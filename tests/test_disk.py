@@ -48,7 +48,7 @@ def page(version: int) -> str:
 
 
 def app_text(platform: Platform, space_id: str, path: str = "") -> str | None:
-    answer = httpx.get(f"{platform.url}/apps/{space_id}/{path}", timeout=10)
+    answer = httpx.get(f"{platform.apps_url}/apps/{space_id}/{path}", timeout=10)
     return answer.text if answer.status_code == 200 else None
 
 

@@ -457,7 +457,7 @@ def test_stop_during_a_build_hands_it_back_and_the_next_start_finishes_it(reques
 
         second = start_platform(data, port=first.port)
         second.wait_stage(space_id, {"RUNNING"}, BUILD_TIMEOUT)
-        assert httpx.get(f"{second.url}/apps/{space_id}/", timeout=10).json()["version"] == "1"
+        assert httpx.get(f"{second.apps_url}/apps/{space_id}/", timeout=10).json()["version"] == "1"
         with second.api() as client:
             commit = client.get(f"/api/spaces/{space_id}").json()["sha"]
         engine = make_engine(f"sqlite:///{data / 'spacehub.db'}")

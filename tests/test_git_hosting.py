@@ -245,7 +245,7 @@ def test_non_fast_forward_push_is_refused_unless_forced(shared_platform: Platfor
     assert forced.returncode == 0, forced.stderr
     assert remote_main(platform, "admin/rewritten") == rewritten
     wait_for(
-        lambda: "rewritten history" in httpx.get(f"{platform.url}/apps/admin/rewritten/").text,
+        lambda: "rewritten history" in httpx.get(f"{platform.apps_url}/apps/admin/rewritten/").text,
         10,
         "the forced commit to be built and served",
     )

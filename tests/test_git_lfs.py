@@ -344,7 +344,7 @@ def test_objects_of_one_space_are_not_readable_through_another(
     assert runtime["stage"] == "BUILD_ERROR", runtime
     message = runtime["errorMessage"]
     assert "stolen.bin" in message and "git lfs push" in message, message
-    leaked = httpx.get(f"{shared_platform.url}/apps/{other}/stolen.bin", timeout=10)
+    leaked = httpx.get(f"{shared_platform.apps_url}/apps/{other}/stolen.bin", timeout=10)
     assert leaked.content != data
 
 

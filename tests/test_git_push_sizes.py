@@ -48,7 +48,7 @@ def static_checkout(directory: Path, binaries: dict[str, int]) -> dict[str, str]
 
 def served_sha256(platform: Platform, space_id: str, name: str) -> str:
     digest = hashlib.sha256()
-    with httpx.stream("GET", f"{platform.url}/apps/{space_id}/{name}", timeout=60) as answer:
+    with httpx.stream("GET", f"{platform.apps_url}/apps/{space_id}/{name}", timeout=60) as answer:
         assert answer.status_code == 200, answer.read()[:300]
         for chunk in answer.iter_bytes():
             digest.update(chunk)
@@ -122,7 +122,7 @@ def test_builds_ignore_the_hosts_git_config(tmp_path: Path):
 
         runtime = running.wait_stage(space_id, {"RUNNING", "BUILD_ERROR"}, timeout=60)
         assert runtime["stage"] == "RUNNING", runtime
-        answer = httpx.get(f"{running.url}/apps/{space_id}/data.bin", timeout=10)
+        answer = httpx.get(f"{running.apps_url}/apps/{space_id}/data.bin", timeout=10)
         assert answer.text == "not a pointer, committed without LFS\n"
     finally:
         stop_cleanly(running)

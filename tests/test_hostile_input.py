@@ -274,7 +274,9 @@ def static_space(shared_platform: Platform, tmp_path_factory: pytest.TempPathFac
 def app_request(platform: Platform, space_id: str, path: str, form: str) -> httpx.Response:
     """GET `path` (already percent-encoded) of the app in either URL form, sent as written."""
     label = space_id.replace("/", "-")
-    url = f"{platform.url}/apps/{space_id}{path}" if form == "path" else f"{platform.url}{path}"
+    url = (
+        f"{platform.apps_url}/apps/{space_id}{path}" if form == "path" else f"{platform.url}{path}"
+    )
     headers = {} if form == "path" else {"Host": f"{label}.localhost:{platform.port}"}
     with httpx.Client(timeout=30) as client:
         return client.send(client.build_request("GET", httpx.URL(url), headers=headers))
@@ -303,6 +305,7 @@ def test_websocket_to_a_static_space_is_a_clear_400(
 ):
     port = shared_platform.port
     if form == "path":
+        port = shared_platform.apps_port  # the path form answers on the apps origin
         url = f"ws://127.0.0.1:{port}/apps/{static_space}/socket"
     else:
         url = f"ws://{static_space.replace('/', '-')}.localhost:{port}/socket"
@@ -319,8 +322,9 @@ def test_websocket_to_a_static_space_is_a_clear_400(
 
 def test_websocket_to_a_missing_space_or_path_is_404_with_a_body(shared_platform: Platform):
     for path in ("/apps/admin/no-such-space/ws", "/api/nothing-here"):
+        port = shared_platform.apps_port if path.startswith("/apps/") else shared_platform.port
         with pytest.raises(InvalidStatus) as refused:
-            ws_connect(f"ws://127.0.0.1:{shared_platform.port}{path}", open_timeout=10)
+            ws_connect(f"ws://127.0.0.1:{port}{path}", open_timeout=10)
         assert refused.value.response.status_code == 404
         assert json.loads(refused.value.response.body)["error"]
 

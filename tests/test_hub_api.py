@@ -142,7 +142,7 @@ def test_space_info_before_any_push(api: HfApi, hub: Platform) -> None:
     assert info.author == "admin"
     assert info.sdk == "static"
     assert info.private is False
-    assert info.host == f"{hub.url}/apps/admin/{name}/"
+    assert info.host == f"{hub.apps_url}/apps/admin/{name}/"
     assert info.runtime is not None and info.runtime.stage == "NO_APP_FILE"
     assert isinstance(info.last_modified, datetime)
     assert abs(info.last_modified - datetime.now(UTC)) < timedelta(minutes=5)
@@ -173,7 +173,7 @@ def test_push_of_a_static_site_runs_with_build_logs(
     info = api.space_info(space_id)
     assert info.sha == commit
     assert {"README.md", "index.html", "style.css"} <= {s.rfilename for s in info.siblings or []}
-    page = httpx.get(f"{hub.url}/apps/admin/{name}/", timeout=10)
+    page = httpx.get(f"{hub.apps_url}/apps/admin/{name}/", timeout=10)
     assert page.status_code == 200
     assert page.text == (EXAMPLES / "static-site" / "index.html").read_text()
 
@@ -201,7 +201,7 @@ def test_push_of_a_static_site_runs_with_build_logs(
 
     api.delete_repo(space_id, repo_type="space")
     assert not api.repo_exists(space_id, repo_type="space")
-    assert httpx.get(f"{hub.url}/apps/admin/{name}/", timeout=10).status_code == 404
+    assert httpx.get(f"{hub.apps_url}/apps/admin/{name}/", timeout=10).status_code == 404
 
 
 def test_errors_carry_the_request_id_the_client_sent_and_quotes(api: HfApi, hub: Platform) -> None:

@@ -136,7 +136,7 @@ def builds_by_result(platform: Platform) -> dict[str, int]:
 def app_get(
     platform: Platform, space_id: str, path: str, headers: dict[str, str] | None = None
 ) -> httpx.Response:
-    return httpx.get(f"{platform.url}/apps/{space_id}{path}", headers=headers, timeout=30)
+    return httpx.get(f"{platform.apps_url}/apps/{space_id}{path}", headers=headers, timeout=30)
 
 
 def test_prometheus_sees_requests_builds_and_stages(platform, prometheus, tmp_path):

@@ -176,7 +176,10 @@ def test_the_tour_works_word_for_word(served: Platform, request: pytest.FixtureR
     page = (EXAMPLES / "static-site" / "index.html").read_text()
     base = served.url
     by_path = wait_for(
-        lambda: (answer := httpx.get(f"{base}/apps/admin/hello/")).status_code == 200 and answer,
+        lambda: (
+            (answer := httpx.get(f"{served.apps_url}/apps/admin/hello/")).status_code == 200
+            and answer
+        ),
         30,
         "the static page in the path form",
     )

@@ -104,7 +104,7 @@ def test_health_lists_the_platforms_loops_running(platform: Platform):
 
 def served_index(running: Platform, space_id: str) -> str | None:
     try:
-        answer = httpx.get(f"{running.url}/apps/{space_id}/", timeout=5)
+        answer = httpx.get(f"{running.apps_url}/apps/{space_id}/", timeout=5)
     except httpx.HTTPError:
         return None
     return answer.text if answer.status_code == 200 else None

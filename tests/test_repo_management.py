@@ -79,7 +79,7 @@ def app(
 ) -> httpx.Response:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     if form == "path":
-        url = f"{platform.url}/apps/{space_id}/{path}"
+        url = f"{platform.apps_url}/apps/{space_id}/{path}"
     else:
         url = f"{platform.url}/{path}"
         label = space_id.replace("/", "-").replace("_", "-").replace(".", "-").lower()
@@ -302,7 +302,7 @@ def test_gradio_client_duplicate_makes_a_private_copy_with_its_secrets(
 
     copy = "noor/gradio-dup-source"
     # Every Hub call succeeded: the client got as far as the copy's own app URL.
-    not_gradio = f"Could not get Gradio config from: {shared_platform.url}/apps/{copy}/"
+    not_gradio = f"Could not get Gradio config from: {shared_platform.apps_url}/apps/{copy}/"
     assert duplicate().strip() == f"ValueError: {not_gradio}"
     noor = hub(shared_platform, tokens["noor"])
     assert noor.space_info(copy).private is True

@@ -102,7 +102,7 @@ def settle(platform: Platform, space_id: str, timeout: float = BUILD_TIMEOUT) ->
 
 
 def path_url(platform: Platform, space_id: str) -> str:
-    return f"{platform.url}/apps/{space_id}/"
+    return f"{platform.apps_url}/apps/{space_id}/"
 
 
 def venvs(platform: Platform) -> set[str]:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
+from spacehub.platform.app_tickets import AppSigner
 from spacehub.platform.db import make_engine
 from spacehub.platform.instance_id import platform_instance_id
 from spacehub.platform.loops import LoopHealth
@@ -27,6 +28,7 @@ class Platform:
     secret_box: SecretBox
     webhook_secret: bytes
     platform_id: str
+    app_signer: AppSigner
     routes: RouteTable = field(default_factory=RouteTable)
     runtime: Runtime | None = None
     supervisor: "Supervisor | None" = None  # in `serve` only: the one owner of instances
@@ -50,4 +52,5 @@ class Platform:
             secret_box=SecretBox(key),
             webhook_secret=webhook,
             platform_id=platform_instance_id(data),
+            app_signer=AppSigner.for_data_dir(data),
         )

@@ -13,7 +13,7 @@ from spacehub.core.release import AppSpec, Artifact, Limits
 from spacehub.platform.context import Platform
 from spacehub.platform.models import Space
 from spacehub.platform.route_table import Route, Upstream
-from spacehub.platform.services import accounts, secrets
+from spacehub.platform.services import secrets
 from spacehub.platform.services.builds import is_serving
 from spacehub.platform.services.spaces import owner_of
 from spacehub.runtime.base import Instance
@@ -35,7 +35,6 @@ def publish_route(platform: Platform, session: Session, space: Space) -> None:
             label=space.label,
             upstream=upstream,
             private=space.private,
-            readers=accounts.readers(session, space) if space.private else frozenset(),
             static_root=static_root,
         )
     )

@@ -28,8 +28,7 @@ class Route:
     name: str
     label: str
     upstream: Upstream | None = None
-    private: bool = False
-    readers: frozenset[str] = frozenset()
+    private: bool = False  # who may open it is decided per request (app_access.py)
     custom_headers: tuple[tuple[str, str], ...] = ()
     static_root: str | None = None
 

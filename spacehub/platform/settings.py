@@ -4,6 +4,7 @@ import os
 import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -52,6 +53,18 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, description="The public port: proxy, API, git and apps.")
     public_url: str | None = Field(
         default=None, description="The platform's URL as users reach it; default http://HOST:PORT."
+    )
+    apps_port: int | None = Field(
+        default=None,
+        description="Port of the apps origin, where the path form of apps answers "
+        "(APPS_URL/apps/{owner}/{name}/) so that no app runs on the dashboard's and API's "
+        "origin; default PORT + 1.",
+    )
+    apps_url: str | None = Field(
+        default=None,
+        description="The apps origin's URL as users reach it; default http://HOST:APPS_PORT, "
+        "with localhost for 127.0.0.1 (and 127.0.0.1 for localhost) so that browsers keep the "
+        "dashboard's cookies away from apps: set it to a host name of its own in production.",
     )
     apps_domain: str = Field(
         default="localhost",
@@ -177,6 +190,22 @@ class Settings(BaseSettings):
     @property
     def effective_public_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def effective_apps_port(self) -> int:
+        return self.apps_port if self.apps_port is not None else self.port + 1
+
+    @property
+    def effective_apps_url(self) -> str:
+        """The apps origin, on another site than PUBLIC_URL where it can (cookies ignore ports)."""
+        if self.apps_url:
+            return self.apps_url.rstrip("/")
+        public = urlsplit(self.effective_public_url)
+        host = public.hostname or self.host
+        host = {"127.0.0.1": "localhost", "localhost": "127.0.0.1"}.get(host, host)
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{public.scheme or 'http'}://{host}:{self.effective_apps_port}"
 
     @property
     def effective_database_url(self) -> str:

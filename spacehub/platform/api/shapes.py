@@ -17,7 +17,7 @@ def app_host(settings: Settings, owner: str, name: str, label: str) -> str:
         scheme, _, rest = settings.effective_public_url.partition("://")
         port = rest.split("/")[0].rpartition(":")[2] if ":" in rest.split("/")[0] else ""
         return f"{scheme}://{label}.{settings.apps_domain}{':' + port if port else ''}"
-    return f"{settings.effective_public_url}/apps/{owner}/{name}/"
+    return f"{settings.effective_apps_url}/apps/{owner}/{name}/"  # never the API's origin
 
 
 def runtime_json(settings: Settings, space: Space) -> dict:

@@ -347,8 +347,7 @@ class Exchange:
         self._activity = open_activity(self._ctx.routes, route.space_id)
         self._opened = time.monotonic()
         drop = _DROP_FROM_PRIVATE_APP_REQUESTS if route.private else _DROP_FROM_REQUESTS
-        frozen_spaces = self._ctx.routes.frozen  # most often empty: a cheaper test than get
-        frozen = frozen_spaces.get(route.space_id) if frozen_spaces else None
+        frozen = self._ctx.routes.frozen.get(route.space_id)
         if frozen is not None:
             forward = (route.upstream, decision.app_target, drop, decision.prefix)
             self._task = asyncio.ensure_future(self._forward_when_thawed(frozen, *forward))

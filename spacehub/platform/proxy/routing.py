@@ -8,6 +8,11 @@ valid owner name, so the control plane's `/apps/{owner}/{name}/…` route answer
 Path form: `/apps/{owner}/{name}/{rest}` on any other host sends `/{rest}` to the app (the prefix
 is stripped and announced in `X-Forwarded-Prefix`) and the unchanged path to the control plane.
 `/apps/{owner}/{name}` without the slash is redirected to the slash form.
+
+Origins: `serve` has two listeners. On the main one (dashboard, API, git) the path form is
+redirected (307) to the same path on the apps origin, so that no app's script runs where the
+dashboard's session works; the apps listener answers the path form and 404 for anything else.
+The subdomain form is answered on both (each space is an origin of its own there).
 """
 
 from dataclasses import dataclass
@@ -20,6 +25,18 @@ UNKNOWN_LABEL_OWNER = b"-"
 @dataclass(slots=True)
 class Redirect:
     location: bytes
+    status: int = 308
+
+
+@dataclass(slots=True)
+class Refusal:
+    """Answered by the proxy itself: nothing on this listener serves the request."""
+
+    status: int
+    text: str
+
+
+NOT_AN_APP = Refusal(404, "this is the apps origin: only apps answer here, under /apps/")
 
 
 @dataclass(slots=True)
@@ -40,18 +57,34 @@ MAX_REMEMBERED_HOSTS = 1024
 
 
 class Router:
-    def __init__(self, routes: RouteTable, apps_domain: str) -> None:
+    """`apps_origin`: redirect the path form there (the main listener); `apps_only`: answer
+    nothing but apps (the apps listener). Neither: one listener serves everything (tests)."""
+
+    def __init__(
+        self,
+        routes: RouteTable,
+        apps_domain: str,
+        *,
+        apps_origin: str | None = None,
+        apps_only: bool = False,
+    ) -> None:
         self._routes = routes
+        self._apps_origin = apps_origin.rstrip("/").encode() if apps_origin else None
+        self._apps_only = apps_only
         self._suffix = b"." + apps_domain.lower().strip(".").encode()
         self._labels: dict[bytes, bytes | None] = {}
         self._space_ids: dict[bytes, str | None] = {}
 
-    def resolve(self, host: bytes | None, target: bytes) -> Destination | Redirect:
+    def resolve(self, host: bytes | None, target: bytes) -> Destination | Redirect | Refusal:
         label = self._remembered_label(host) if host else None
         if label is not None:
             return self._by_label(label, target)
         if target.startswith(b"/apps/"):
+            if self._apps_origin is not None:
+                return Redirect(self._apps_origin + target, 307)
             return self._by_path(target)
+        if self._apps_only:
+            return NOT_AN_APP
         return Destination(None, target, target)
 
     def _remembered_label(self, host: bytes) -> bytes | None:

@@ -37,10 +37,14 @@ def proxy_context(
     apps_domain: str,
     authorize: Authorize,
     limits: ProxyLimits | None = None,
+    *,
+    apps_origin: str | None = None,
+    apps_only: bool = False,
 ) -> ProxyContext:
+    """One listener's context; `apps_origin` and `apps_only` as in `Router`."""
     return ProxyContext(
         routes=routes,
-        router=Router(routes, apps_domain),
+        router=Router(routes, apps_domain, apps_origin=apps_origin, apps_only=apps_only),
         control_plane=control_plane,
         authorize=authorize,
         limits=limits or ProxyLimits(),
@@ -75,14 +79,14 @@ class ProxyThread:
     GIL. The two share the route table and activity records (plain dicts, updated atomically).
     """
 
-    def __init__(self, host: str, port: int, context: ProxyContext) -> None:
-        self._address = (host, port)
-        self._context = context
+    def __init__(self, listeners: list[tuple[str, int, ProxyContext]]) -> None:
+        """`listeners`: (host, port, context) of each listening socket (the main and apps ones)."""
+        self._listeners = listeners
         self._loop = _new_loop()
         self._thread = threading.Thread(target=self._run, name="spacehub-proxy", daemon=True)
         self._started = threading.Event()
         self._error: BaseException | None = None
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []
 
     def start(self) -> None:
         """Listen (in the thread); raises here what listening raised there (OSError...)."""
@@ -94,8 +98,9 @@ class ProxyThread:
 
     def stop_accepting(self) -> None:
         """Close the listening socket; open connections go on until `stop`."""
-        if self._server is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._server.close)
+        if self._thread.is_alive():
+            for server in self._servers:
+                self._loop.call_soon_threadsafe(server.close)
 
     def stop(self, timeout: float = 10) -> None:
         """Stop accepting, close open connections, and end the thread."""
@@ -106,10 +111,12 @@ class ProxyThread:
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
         try:
-            server = self._loop.run_until_complete(listen(self._context, *self._address))
-            self._server = server
+            for host, port, context in self._listeners:
+                self._servers.append(self._loop.run_until_complete(listen(context, host, port)))
         except BaseException as error:  # handed to start()'s caller
             self._error = error
+            for server in self._servers:
+                server.close()
             self._started.set()
             self._loop.close()
             return
@@ -117,10 +124,12 @@ class ProxyThread:
         try:
             self._loop.run_forever()
         finally:
-            server.close()
-            for client in list(self._context.clients):
-                client.abort()
-            self._context.pool.close()
+            for server in self._servers:
+                server.close()
+            for _, _, context in self._listeners:
+                for client in list(context.clients):
+                    client.abort()
+                context.pool.close()
             self._loop.run_until_complete(asyncio.sleep(0.1))  # connections see their end
             self._loop.close()
 
