@@ -337,3 +337,30 @@ def test_a_real_gradio_space_freezes_uses_no_cpu_and_answers_the_first_request(g
         metrics = client.get("/metrics").text
     assert 'spacehub_wake_duration_seconds_count{tier="frozen"} 1.0' in metrics
     wait_for(lambda: frozen_and_cpu(hub, space_id)[0], REAL_FREEZE_AFTER + 10, "a freeze again")
+
+
+def test_an_open_streamlit_tab_keeps_its_space_awake(tmp_path, request):
+    """A Streamlit tab is one WebSocket: while it is open the space is busy, however quiet."""
+    from websockets.sync.client import connect as ws_connect
+
+    platform = start_platform(tmp_path / "data", runtime="local", freeze_after="2")
+    hub = RuntimeHub("local", platform, tmp_path / "checkouts")
+    explain_failure(request.node, "platform log (tail)", lambda: platform.log()[-6000:])
+    try:
+        space_id = hub.create("open-tab", "streamlit")
+        hub.push(space_id, EXAMPLES / "streamlit-square")
+        hub.running(space_id)
+        url = hub.path_url(space_id)
+        stream = url.replace("http://", "ws://") + "_stcore/stream"
+        origin = url.split("/apps/")[0]
+        with ws_connect(stream, subprotocols=["streamlit"], origin=origin) as tab:
+            assert tab.subprotocol == "streamlit"
+            time.sleep(8)  # four times freeze_after, not a byte sent
+            assert not frozen_and_cpu(hub, space_id)[0], "frozen with a tab open"
+            with platform.api() as client:
+                metrics = client.get("/metrics").text
+            assert f'spacehub_space_open_streams{{space="{space_id}"}} 1.0' in metrics
+        wait_for(lambda: frozen_and_cpu(hub, space_id)[0], 15, "the tab's space to freeze")
+        assert httpx.get(url + "_stcore/health", timeout=30).text == "ok"
+    finally:
+        clean_up("local", platform, hub.created)
