@@ -25,7 +25,12 @@ function followLog(pre) {
 }
 
 function watchStage(badge) {
-  let last = null; // what the first poll answers: the page was rendered with it
+  // What the page was rendered with.
+  let last = {
+    stage: badge.textContent.trim(),
+    build: badge.dataset.build ? Number(badge.dataset.build) : null,
+    commit: badge.dataset.commit || null,
+  };
   const frame = document.getElementById("app");
   const error = document.getElementById("stage-error");
   const logs = document.querySelectorAll("pre[data-log-url]");
@@ -35,14 +40,12 @@ function watchStage(badge) {
       const answer = await fetch(badge.dataset.runtimeUrl, { credentials: "same-origin", cache: "no-store" });
       if (answer.ok) {
         const now = await answer.json();
-        last = last || { ...now, stage: badge.textContent.trim() };
         if (now.stage !== last.stage) {
           badge.textContent = now.stage;
           badge.className = "badge stage stage-" + now.stage.toLowerCase();
-          if (last.stage === "NO_APP_FILE" && now.stage !== "NO_APP_FILE") {
-            window.location.reload(); // the page gains its app
-            return;
-          }
+          const waiting = now.stage === "NO_APP_FILE";
+          document.getElementById("get-started")?.toggleAttribute("hidden", !waiting);
+          document.getElementById("app-section")?.toggleAttribute("hidden", waiting);
         }
         if (now.build !== last.build || (now.stage !== last.stage && now.busy)) {
           logs.forEach(followLog);
