@@ -55,7 +55,8 @@ def app_get(
     method: str = "GET",
 ) -> Answer:
     """GET `path` of the space's app, the target sent byte for byte (no dot-segment clean-up)."""
-    connection = http.client.HTTPConnection("127.0.0.1", platform.port, timeout=30)
+    port = platform.apps_port if form == "path" else platform.port  # the path form's origin
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         if form == "path":
             connection.putrequest(method, f"/apps/{space_id}{path}")
