@@ -22,6 +22,8 @@ from tests.conftest import (
     IN_CI,
     Platform,
     commit_all,
+    explain_failure,
+    kill_leftover_apps,
     make_checkout,
     push,
     readme,
@@ -388,3 +390,27 @@ def test_starter_apps_are_the_examples():
         assert files, sdk
         for name, content in files.items():
             assert (EXAMPLES / folder / name).read_text() == content, f"{sdk}: {name}"
+
+
+def test_a_gradio_space_on_the_local_runtime_answers_in_its_iframe(browser, tmp_path, request):  # type: ignore[no-untyped-def]
+    platform = start_platform(tmp_path / "data", runtime="local")
+    explain_failure(request.node, "platform log (tail)", lambda: platform.log()[-6000:])
+    try:
+        page = new_page(browser, platform)
+        sign_in_with_token(page)
+        create_space_in_form(page, "greeter", sdk="gradio")
+        checkout = make_checkout(
+            tmp_path / "greeter", EXAMPLES / "gradio-greet", platform.git_url("admin/greeter")
+        )
+        assert push(platform, checkout, "admin/greeter").returncode == 0
+        wait_for(lambda: stage_of(page) == "RUNNING", 300, "the gradio space to run")
+        assert page.locator("#build-log").inner_text().strip()
+        app = page.frame_locator("#app")
+        app.get_by_label("name").fill("Zoë")
+        app.get_by_role("button", name="Submit").click()
+        answer = app.get_by_label("output")
+        wait_for(lambda: "Hello Zoë!!" in answer.input_value(), 30, "gradio's answer in the iframe")
+        page.context.close()
+    finally:
+        stop_cleanly(platform)
+        kill_leftover_apps(platform.data_dir)
