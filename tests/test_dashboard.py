@@ -281,6 +281,11 @@ def test_a_colleague_added_in_the_admin_console_pushes_and_sees_only_what_is_the
     assert answer.status == 403
     assert api_json(hub, "/api/spaces/admin/open-demo/runtime")["stage"] != "PAUSED"
     assert "vault-plans" not in page.goto("/").text()
+    # Disabled by an admin: her session ends with the next page.
+    with hub.api() as client:
+        client.patch("/api/admin/users/beatriz", json={"disabled": True}).raise_for_status()
+    assert page.goto("/settings").status == 404
+    assert page.locator(".topbar").get_by_role("link", name="Sign in").count() == 1
     page.context.close()
 
 
@@ -289,7 +294,8 @@ def test_a_space_titled_with_a_script_shows_the_title_as_text(
 ):  # type: ignore[no-untyped-def]
     title = "<script>alert(1)</script> & <img src=x onerror=alert(2)>"
     hub.create_space("xss-title")
-    files = {"README.md": readme(f"'{title}'", "static", emoji="'<b>🙂</b>'"), "index.html": "hi"}
+    card = readme(f"'{title}'", "static", emoji="'<b>🙂</b>'", disable_embedding="true")
+    files = {"README.md": card, "index.html": "hi"}
     checkout = make_checkout(tmp_path / "xss", files, hub.git_url("admin/xss-title"))
     assert push(hub, checkout, "admin/xss-title").returncode == 0
     hub.wait_stage("admin/xss-title", {"RUNNING"}, 60)
@@ -303,6 +309,10 @@ def test_a_space_titled_with_a_script_shows_the_title_as_text(
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.content()
     assert page.locator("script:not([src])").count() == 0
     assert dialogs == []
+    # disable_embedding: a link to the app instead of the iframe.
+    assert page.locator("iframe").count() == 0
+    link = page.get_by_role("link", name="open it in its own tab")
+    assert link.get_attribute("href") == f"http://admin-xss-title.localhost:{hub.port}/"
     page.context.close()
 
 
