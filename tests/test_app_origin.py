@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from huggingface_hub import HfApi
+from huggingface_hub import CommitOperationAdd, HfApi
 
 from spacehub.platform.app_tickets import AppSigner
 from tests.conftest import ADMIN_TOKEN, Platform, start_platform, stop_cleanly, wait_for
@@ -56,10 +56,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
 def publish_static(platform: Platform, space_id: str, files: dict[str, bytes], private: bool):
     api = HfApi(endpoint=platform.url, token=ADMIN_TOKEN)
     api.create_repo(space_id, repo_type="space", space_sdk="static", private=private)
-    for path, content in files.items():
-        api.upload_file(
-            path_or_fileobj=content, path_in_repo=path, repo_id=space_id, repo_type="space"
-        )
+    # One commit: a stage of RUNNING then means these files are served.
+    added = [CommitOperationAdd(path, content) for path, content in files.items()]
+    api.create_commit(space_id, added, commit_message="Site", repo_type="space")
     platform.wait_stage(space_id, {"RUNNING"}, 60)
 
 
