@@ -256,8 +256,9 @@ BAD_CONFIGS = {
     ),
     "unknown-sdk": ("---\ntitle: Wrong\nsdk: flask\n---\n", ("line 3", "unknown sdk 'flask'")),
     "wrong-type": (
-        "---\ntitle: Typed\nsdk: static\napp_port: abc\n---\n",
-        ("line 4", "app_port"),
+        # (app_port would be ignored: it does not apply to a static space, as on the Hub)
+        "---\ntitle: Typed\nsdk: static\npinned: maybe\n---\n",
+        ("line 4", "pinned"),
     ),
 }
 
