@@ -424,3 +424,28 @@ def test_a_gradio_space_on_the_local_runtime_answers_in_its_iframe(browser, tmp_
     finally:
         stop_cleanly(platform)
         kill_leftover_apps(platform.data_dir)
+
+
+def test_a_private_space_answers_its_reader_in_the_iframe_and_nobody_else(  # type: ignore[no-untyped-def]
+    browser, hub: Platform, tmp_path: Path
+):
+    """The dashboard's session cookie never reaches the apps: the iframe's URL carries a
+    one-time ticket that signs the reader in on the app's own origin."""
+    page = new_page(browser, hub)
+    sign_in_with_token(page)
+    create_space_in_form(page, "secret-garden", private=True)
+    files = {"README.md": readme("Secret garden", "static"), "index.html": APP_PAGE}
+    files["count.js"] = APP_SCRIPT
+    checkout = make_checkout(tmp_path / "garden", files, hub.git_url("admin/secret-garden"))
+    assert push(hub, checkout, "admin/secret-garden").returncode == 0
+    wait_for(lambda: stage_of(page) == "RUNNING", 60, "the private space to run")
+    page.reload()
+    page.frame_locator("#app").get_by_role("button", name="Add one").click()
+    assert page.frame_locator("#app").locator("#count").inner_text() == "1"
+    # Without the reader's ticket, or with a forged one, another browser gets nothing.
+    src = page.locator("#app").get_attribute("src")
+    assert "__sign=" in src
+    bare = src.split("?", 1)[0]
+    stranger = new_page(browser, hub)
+    assert stranger.goto(bare).status == 404
+    assert stranger.goto(f"{bare}?__sign=forged.ticket").status == 404

@@ -70,8 +70,7 @@ def app_url(settings: Settings, owner: str, name: str, label: str) -> str:
 
 
 def _apps_base(settings: Settings) -> str:
-    # The apps origin of the platform's second listener, on platforms that have one.
-    return str(getattr(settings, "effective_apps_url", settings.effective_public_url)).rstrip("/")
+    return settings.effective_apps_url.rstrip("/")
 
 
 def app_origins(settings: Settings) -> str:

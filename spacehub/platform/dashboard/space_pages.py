@@ -5,6 +5,7 @@
 
 from collections.abc import Awaitable, Callable
 from typing import Literal
+from urllib.parse import urlencode
 
 from anyio import to_thread
 from fastapi import APIRouter
@@ -17,6 +18,7 @@ from spacehub.platform import lifecycle
 from spacehub.platform.api.fields import MAX_SLEEP_SECONDS, MAX_VALUE_CHARS
 from spacehub.platform.api.logs import space_log
 from spacehub.platform.api.shapes import space_url
+from spacehub.platform.app_tickets import TICKET_PARAMETER
 from spacehub.platform.dashboard.pages import signed_in_user, writable_owners
 from spacehub.platform.dashboard.rendering import (
     FormDep,
@@ -91,7 +93,7 @@ def space_page(owner: str, name: str, page: PageDep) -> Response:
     context = _space_context(page, space, owner_row, "app")
     user = page.user
     context |= {
-        "app_url": app_url(page.settings, owner, name, space.label),
+        "app_url": _signed_app_url(page, space, owner, name),
         "embed": not (space.card_data or {}).get("disable_embedding"),
         "clone_url": space_url(page.settings, owner, name),
         "starter": starter_files(space.sdk),
@@ -99,6 +101,16 @@ def space_page(owner: str, name: str, page: PageDep) -> Response:
         "build": builds.latest_build(page.session, space),
     }
     return render(page, "space.html", context)
+
+
+def _signed_app_url(page: Page, space: Space, owner: str, name: str) -> str:
+    """The app's URL; for a private space, with a one-time ticket that signs the reader in on
+    the apps origin (the dashboard's session cookie never goes there)."""
+    url = app_url(page.settings, owner, name, space.label)
+    if not space.private or page.user is None:
+        return url
+    ticket = page.platform.app_signer.ticket(page.user.name, f"{owner}/{name}")
+    return f"{url}?{urlencode({TICKET_PARAMETER: ticket})}"
 
 
 @router.get("/spaces/{owner}/{name}/live/runtime")
