@@ -165,7 +165,8 @@ def test_concurrent_pushes_across_spaces_and_to_one_space_all_end_built(
         expected = content_of[main.split()[0]]
         wait_for(
             lambda space_id=space_id, expected=expected: (
-                httpx.get(f"{shared_platform.apps_url}/apps/{space_id}/", timeout=5).text == expected
+                httpx.get(f"{shared_platform.apps_url}/apps/{space_id}/", timeout=5).text
+                == expected
             ),
             120,
             f"{space_id} to serve the commit on main",
@@ -173,7 +174,9 @@ def test_concurrent_pushes_across_spaces_and_to_one_space_all_end_built(
     for index in range(PUSHERS_TO_ONE):
         wait_for(
             lambda index=index: (
-                httpx.get(f"{shared_platform.apps_url}/apps/{shared}/page-{index}.html", timeout=5).text
+                httpx.get(
+                    f"{shared_platform.apps_url}/apps/{shared}/page-{index}.html", timeout=5
+                ).text
                 == f"page {index}"
             ),
             120,
