@@ -86,7 +86,7 @@ class Space(SQLModel, table=True):
     private: bool = False
     stage: Stage = Stage.NO_APP_FILE
     error_message: str | None = None
-    sleep_time: int = -1
+    sleep_time: int = 0  # -1 never; 0 never set: the platform's default_sleep_time applies
     hardware: str = "cpu-basic"
     storage: str | None = Field(default=None, max_length=16)
     card_data: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

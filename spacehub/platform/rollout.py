@@ -24,8 +24,9 @@ def publish_route(platform: Platform, session: Session, space: Space) -> None:
     owner = owner_of(session, space)
     upstream = None
     static_root = None
-    if space.instance_state is not None and is_serving(space):
-        upstream = Upstream(space.instance_state["host"], space.instance_state["port"])
+    instance = live_instance(space.instance_state)
+    if instance is not None and is_serving(space):
+        upstream = Upstream(instance.host, instance.port)
     elif space.release_kind == "static" and space.release_ref and is_serving(space):
         static_root = os.path.realpath(space.release_ref)  # the proxy serves its files
     platform.routes.set(
@@ -88,6 +89,12 @@ def instance_state(instance: Instance) -> dict:
         "space_id": instance.space_id,
         "runtime": instance.state,
     }
+
+
+def live_instance(state: dict | None) -> Instance | None:
+    """The instance an `instance_state` records; None for none, or for a sleeping space's record
+    (when it fell asleep, services/desired.py)."""
+    return instance_from_state(state) if state and "host" in state else None
 
 
 def instance_from_state(state: dict) -> Instance:

@@ -72,6 +72,21 @@ class Frozen:
     thawed: "Future[bool]" = field(default_factory=Future)
 
 
+@dataclass(eq=False)
+class Sleeping:
+    """A space whose instance the supervisor stopped (or is stopping) for idleness: SLEEPING.
+
+    The proxy calls `request_wake` (from its thread, as often as requests come) and holds API
+    clients up to `wake_timeout` seconds for `woken`; browsers get a waking page at once. `woken`
+    gets True once the space left its sleep (the route says where it answers now), False when it
+    did not wake (paused meanwhile, failed to start); the entry then leaves the table.
+    """
+
+    request_wake: Callable[[], None]
+    wake_timeout: float
+    woken: "Future[bool]" = field(default_factory=Future)
+
+
 class RouteTable:
     """Routes by subdomain label and by `owner/name`; activity is recorded per space."""
 
@@ -80,6 +95,7 @@ class RouteTable:
         self._by_id: dict[str, Route] = {}
         self.activity: dict[str, Activity] = {}
         self.frozen: dict[str, Frozen] = {}  # written by the supervisor, read by the proxy
+        self.sleeping: dict[str, Sleeping] = {}  # the same, for spaces stopped while idle
 
     def set(self, route: Route) -> None:
         old = self._by_id.get(route.space_id)

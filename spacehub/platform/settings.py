@@ -157,6 +157,20 @@ class Settings(BaseSettings):
         "is frozen (docker pause / SIGSTOP: memory kept, no CPU); the next request thaws it; "
         "0: never.",
     )
+    default_sleep_time: int = Field(
+        default=48 * 3600,
+        ge=-1,
+        description="Seconds (or e.g. 48h, 30m) a running app may go without requests or open "
+        "streams before it is stopped and its space is SLEEPING, for spaces that never set a "
+        "sleep time of their own (set_space_sleep_time; 0 there asks for this default again); "
+        "the next request wakes it; -1: never. The Hub's default for free hardware: 48 h.",
+    )
+    wake_timeout: float = Field(
+        default=120,
+        gt=0,
+        description="Seconds an API request to a SLEEPING space is held while the space wakes; "
+        "past that it gets 503 with Retry-After (the wake goes on).",
+    )
     build_workers: int = Field(default=1, description="Builds run at once by `spacehub serve`.")
     keep_releases: int = Field(
         default=3,
@@ -176,10 +190,15 @@ class Settings(BaseSettings):
     def _size(cls, value: object) -> object:
         return parse_size(value)
 
-    @field_validator("build_timeout", mode="before")
+    @field_validator("build_timeout", "wake_timeout", mode="before")
     @classmethod
     def _duration(cls, value: object) -> object:
         return parse_duration(value)
+
+    @field_validator("default_sleep_time", mode="before")
+    @classmethod
+    def _sleep_time(cls, value: object) -> object:
+        return -1 if isinstance(value, str) and value.strip() == "-1" else parse_duration(value)
 
     @field_validator("data_dir")
     @classmethod

@@ -35,11 +35,11 @@ from spacehub.platform.pruning import prune_releases
 from spacehub.platform.rollout import (
     answers_http,
     app_spec,
-    instance_from_state,
     instance_state,
+    live_instance,
     publish_route,
 )
-from spacehub.platform.route_table import Frozen
+from spacehub.platform.route_table import Frozen, Sleeping
 from spacehub.platform.services import desired
 from spacehub.platform.services.builds import is_serving
 from spacehub.platform.services.spaces import owner_of, set_stage
@@ -52,7 +52,7 @@ HEALTH_POLL_SECONDS = 0.2
 LOG_TAIL_LINES = 30
 FIRST_BACKOFF_SECONDS = 1.0
 STABLE_SECONDS = 30.0  # up this long after a restart: the next crash starts a fresh backoff
-QUIET_STAGES = frozenset({Stage.PAUSED, Stage.DELETING, Stage.RUNTIME_ERROR})
+QUIET_STAGES = frozenset({Stage.PAUSED, Stage.DELETING, Stage.RUNTIME_ERROR, Stage.SLEEPING})
 FREEZABLE_STAGES = frozenset({Stage.RUNNING, Stage.RUNNING_BUILDING})
 
 
@@ -96,6 +96,17 @@ class FrozenInstance:
     thaw_requested: float | None = None
 
 
+@dataclass(eq=False)
+class SleepingSpace:
+    """A space the supervisor put to sleep (or is putting): its mark holds the proxy's requests
+    (route_table.Sleeping) until a wake, asked by the first of them, is over."""
+
+    space_id: str
+    mark: Sleeping
+    waking: "asyncio.Task[None] | None" = None
+    wake_requested: float | None = None
+
+
 @dataclass(frozen=True)
 class SpaceView:
     """What the supervisor needs of one space, read in one short session."""
@@ -108,9 +119,10 @@ class SpaceView:
     desired_generation: int
     live_generation: int
     instance: Instance | None
+    sleep_seconds: int = -1  # idle seconds before the app is stopped; -1: never
 
     @classmethod
-    def of(cls, session: Session, space: Space) -> "SpaceView":
+    def of(cls, session: Session, space: Space, default_sleep: int = -1) -> "SpaceView":
         assert space.id is not None
         return cls(
             id=space.id,
@@ -120,7 +132,8 @@ class SpaceView:
             desired_release=space.desired_release or desired.live_release(space),
             desired_generation=space.desired_generation,
             live_generation=space.live_generation,
-            instance=instance_from_state(space.instance_state) if space.instance_state else None,
+            instance=live_instance(space.instance_state),
+            sleep_seconds=desired.sleep_seconds(space, default_sleep),
         )
 
     @property
@@ -148,6 +161,7 @@ class Supervisor:
         self._locks: dict[int, asyncio.Lock] = {}
         self._crashes: dict[int, CrashRecord] = {}
         self._frozen: dict[int, FrozenInstance] = {}
+        self._asleep: dict[int, SleepingSpace] = {}
 
     @property
     def runtime(self) -> Runtime:
@@ -186,6 +200,7 @@ class Supervisor:
         await self._unfreeze(space_row_id)
         async with self._lock(space_row_id):
             await self.runtime.remove_space(space_id)
+            self._end_sleep(space_row_id, woken=False)
         self._locks.pop(space_row_id, None)
         self._crashes.pop(space_row_id, None)
 
@@ -203,6 +218,9 @@ class Supervisor:
             if view.instance is not None:
                 adopted[view.id] = await runtime.adopt(view.instance.state)
         await to_thread.run_sync(self._record_adoption, adopted)
+        for view in views:
+            if view.stage == Stage.SLEEPING:  # asleep when the last platform stopped
+                self._mark_asleep(view)
         for instance in adopted.values():
             if instance is not None:  # frozen when the last platform stopped: nothing holds it
                 await self.runtime.thaw(instance)
@@ -227,6 +245,7 @@ class Supervisor:
 
     async def _start_due_work(self) -> None:
         for view in await to_thread.run_sync(self._read_views):
+            self._forget_sleep_unless_asleep(view)
             busy = self._tasks.get(view.id)
             if busy is not None and not busy.done():
                 continue
@@ -244,7 +263,9 @@ class Supervisor:
     async def _reconcile(self, space_row_id: int) -> None:
         view = await to_thread.run_sync(self._read_view, space_row_id)
         if view is None:
+            self._end_sleep(space_row_id, woken=False)
             return
+        self._forget_sleep_unless_asleep(view)
         if view.to_stop or view.to_roll_out:
             await self._unfreeze(view.id)  # the old instance serves until the new one answers
         if view.to_stop:
@@ -321,7 +342,9 @@ class Supervisor:
         if status.state == InstanceState.RUNNING:
             if record is not None and time.monotonic() - record.restarted_at > STABLE_SECONDS:
                 del self._crashes[view.id]
-            if self._idle_long_enough(view):
+            if self._sleepy(view):
+                await self._sleep(view)
+            elif self._idle_long_enough(view):
                 await self._freeze(view)
             return
         await self._unfreeze(view.id)
@@ -421,6 +444,91 @@ class Supervisor:
         if not entry.mark.thawed.done():
             entry.mark.thawed.set_result(thawed)  # the held requests go on
 
+    # Sleep's second tier: an instance idle for the space's sleep time is stopped (SLEEPING);
+    # the proxy's next request wakes it through `_wake_soon`, as a thaw.
+
+    def _sleepy(self, view: SpaceView) -> bool:
+        if view.sleep_seconds <= 0 or view.stage != Stage.RUNNING or view.id in self._asleep:
+            return False
+        return self._idle_seconds(view.space_id) >= view.sleep_seconds
+
+    def _mark_asleep(self, view: SpaceView) -> SleepingSpace:
+        """Put the space's mark in the route table: from now on the proxy holds its requests."""
+        entry = self._asleep.get(view.id)
+        if entry is None:
+            loop = asyncio.get_running_loop()
+            wake_soon = partial(loop.call_soon_threadsafe, self._wake_soon, view.id)
+            mark = Sleeping(wake_soon, wake_timeout=self.platform.settings.wake_timeout)
+            entry = self._asleep[view.id] = SleepingSpace(view.space_id, mark)
+            self.platform.routes.sleeping[view.space_id] = mark
+        return entry
+
+    async def _sleep(self, view: SpaceView) -> None:
+        """Mark the space asleep, check it is still idle, then stop its instance (under the
+        space's lock: a wake asked meanwhile waits for the stop, then starts it again)."""
+        assert view.instance is not None
+        self._mark_asleep(view)
+        idle = self._idle_seconds(view.space_id)
+        if idle < view.sleep_seconds:
+            self._end_sleep(view.id, woken=True)  # a request came meanwhile: it goes on
+            return
+        await self._unfreeze(view.id)  # the sleeping mark holds the requests from here on
+        await to_the_end(self.runtime.stop(view.instance))
+        await to_thread.run_sync(self._record_asleep, view.id)
+        self._crashes.pop(view.id, None)
+        log.info("%s is asleep: idle for %.0f s", view.space_id, idle)
+
+    def _wake_soon(self, space_row_id: int) -> None:
+        """A request for a sleeping space came (called from the proxy's thread, on this loop)."""
+        entry = self._asleep.get(space_row_id)
+        if entry is None or entry.waking is not None:
+            return
+        if entry.wake_requested is None:
+            entry.wake_requested = time.monotonic()
+        entry.waking = asyncio.create_task(self._wake(space_row_id, entry))
+
+    async def _wake(self, space_row_id: int, entry: SleepingSpace) -> None:
+        woken = False
+        try:
+            async with self._lock(space_row_id):
+                if self._asleep.get(space_row_id) is not entry:
+                    return
+                if await to_thread.run_sync(self._want_wake, space_row_id):
+                    await self._reconcile(space_row_id)  # the live release, health-gated
+                    woken = await to_thread.run_sync(self._serving, space_row_id)
+                else:  # paused, rebuilt or deleted meanwhile: the route says what answers
+                    woken = True
+        except Exception:
+            log.exception("could not wake %s", entry.space_id)
+        finally:
+            self._end_sleep(space_row_id, woken, entry)
+        if woken and entry.wake_requested is not None:
+            waited = time.monotonic() - entry.wake_requested
+            self.platform.metrics.wakes.labels(tier="stopped").observe(waited)
+            log.info("woke %s in %.2f s", entry.space_id, waited)
+
+    def _forget_sleep_unless_asleep(self, view: SpaceView) -> None:
+        """A space that left SLEEPING otherwise than by a wake (a restart, a push, a pause):
+        its mark goes, and requests held on it look at its route again."""
+        entry = self._asleep.get(view.id)
+        if entry is None or entry.waking is not None or view.stage == Stage.SLEEPING:
+            return
+        if view.stage != Stage.RUNNING or view.instance is None:  # not one being put asleep
+            self._end_sleep(view.id, woken=True, entry=entry)
+
+    def _end_sleep(
+        self, space_row_id: int, woken: bool, entry: SleepingSpace | None = None
+    ) -> None:
+        entry = entry or self._asleep.get(space_row_id)
+        if entry is None:
+            return
+        if self._asleep.get(space_row_id) is entry:
+            del self._asleep[space_row_id]
+        if self.platform.routes.sleeping.get(entry.space_id) is entry.mark:
+            del self.platform.routes.sleeping[entry.space_id]
+        if not entry.mark.woken.done():
+            entry.mark.woken.set_result(woken)
+
     async def _wait_until_answers(self, instance: Instance, timeout: float) -> None:
         """Return once the instance answers HTTP at all (any status); else raise StartFailed."""
         deadline = time.monotonic() + timeout
@@ -457,13 +565,16 @@ class Supervisor:
     # Database work: each runs in a thread, in a short session of its own.
 
     def _read_views(self) -> list[SpaceView]:
+        default = self.platform.settings.default_sleep_time
         with session_scope(self.platform.engine) as session:
-            return [SpaceView.of(session, space) for space in session.exec(select(Space)).all()]
+            spaces = session.exec(select(Space)).all()
+            return [SpaceView.of(session, space, default) for space in spaces]
 
     def _read_view(self, space_row_id: int) -> SpaceView | None:
+        default = self.platform.settings.default_sleep_time
         with session_scope(self.platform.engine) as session:
             space = session.get(Space, space_row_id)
-            return None if space is None else SpaceView.of(session, space)
+            return None if space is None else SpaceView.of(session, space, default)
 
     def _build_log(self, release: dict | None) -> LogWriter | None:
         """The log of the build that made `release`: its start (or failure) is told there too."""
@@ -532,6 +643,27 @@ class Supervisor:
             session.add(space)
             session.commit()
             publish_route(self.platform, session, space)
+
+    def _record_asleep(self, space_row_id: int) -> None:
+        with session_scope(self.platform.engine) as session:
+            space = session.get(Space, space_row_id)
+            if space is None:
+                return
+            desired.record_asleep(space, utcnow())
+            space.updated_at = utcnow()
+            session.add(space)
+            session.commit()
+            publish_route(self.platform, session, space)
+
+    def _want_wake(self, space_row_id: int) -> bool:
+        with session_scope(self.platform.engine) as session:
+            space = session.get(Space, space_row_id)
+            return space is not None and desired.want_wake(session, space)
+
+    def _serving(self, space_row_id: int) -> bool:
+        with session_scope(self.platform.engine) as session:
+            space = session.get(Space, space_row_id)
+            return space is not None and is_serving(space)
 
     def _give_up(self, space_row_id: int, message: str) -> None:
         with session_scope(self.platform.engine) as session:

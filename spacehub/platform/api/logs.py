@@ -14,7 +14,7 @@ from spacehub.platform.context import Platform
 from spacehub.platform.db import session_scope
 from spacehub.platform.deps import CallerDep, PlatformDep, SessionDep
 from spacehub.platform.models import Build, BuildStatus, Space
-from spacehub.platform.rollout import instance_from_state
+from spacehub.platform.rollout import live_instance
 from spacehub.platform.services import accounts, builds, spaces
 from spacehub.platform.services.accounts import Caller
 
@@ -66,9 +66,10 @@ async def _build_events(platform: Platform, build: Build | None) -> AsyncIterato
 
 
 async def _run_events(platform: Platform, space: Space) -> AsyncIterator[str]:
-    if space.instance_state is None or platform.runtime is None:
+    instance = live_instance(space.instance_state)  # None while asleep too
+    if instance is None or platform.runtime is None:
         return
-    async for line in platform.runtime.logs(instance_from_state(space.instance_state), follow=True):
+    async for line in platform.runtime.logs(instance, follow=True):
         yield log_event(line if line.endswith("\n") else line + "\n")
 
 

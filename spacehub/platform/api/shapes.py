@@ -2,7 +2,8 @@
 
 from spacehub.core.hardware import FLAVORS
 from spacehub.platform.build_logs import hub_timestamp
-from spacehub.platform.models import Space, User
+from spacehub.platform.models import Space, User, utcnow
+from spacehub.platform.services import desired
 from spacehub.platform.services.builds import is_serving
 from spacehub.platform.settings import Settings
 
@@ -22,11 +23,13 @@ def app_host(settings: Settings, owner: str, name: str, label: str) -> str:
 
 def runtime_json(settings: Settings, space: Space) -> dict:
     serving = is_serving(space)
+    sleep_seconds = desired.sleep_seconds(space, settings.default_sleep_time)
     answer: dict = {
         "stage": str(space.stage),
         "hardware": {"current": space.hardware if serving else None, "requested": space.hardware},
         "storage": space.storage,
-        "gcTimeout": space.sleep_time if space.sleep_time > 0 else None,
+        # The idle seconds before the app sleeps, the platform's default included (as the Hub).
+        "gcTimeout": sleep_seconds if sleep_seconds > 0 else None,
         "replicas": {"current": 1 if serving else 0, "requested": 1},
         "devMode": False,
         "domains": [{"domain": f"{space.label}.{settings.apps_domain}", "stage": "READY"}],
@@ -34,6 +37,10 @@ def runtime_json(settings: Settings, space: Space) -> dict:
     }
     if space.error_message:
         answer["errorMessage"] = space.error_message
+    since = desired.asleep_since(space)
+    if since is not None:  # extras: huggingface_hub keeps them in SpaceRuntime.raw
+        answer["sleepingSince"] = hub_timestamp(since)
+        answer["sleptSeconds"] = max(0, int((utcnow() - since).total_seconds()))
     return answer
 
 

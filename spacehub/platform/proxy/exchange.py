@@ -44,7 +44,8 @@ from spacehub.platform.proxy.static_files import (
 )
 from spacehub.platform.proxy.tunnel import Tunnel, TunnelClient
 from spacehub.platform.proxy.upstream_pool import UpstreamConnection
-from spacehub.platform.route_table import Activity, Frozen, Route, Upstream
+from spacehub.platform.proxy.waking import waking_response, wants_a_page
+from spacehub.platform.route_table import Activity, Frozen, Route, Sleeping, Upstream
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ _DROP_FROM_PRIVATE_APP_REQUESTS = _DROP_FROM_REQUESTS | CREDENTIALS
 _NO_BODY_STATUSES = frozenset({204, 304})
 _STATIC_METHODS = frozenset({b"GET", b"HEAD"})
 THAW_TIMEOUT_SECONDS = 30.0
+WAKE_RETRY_AFTER = b"10"  # seconds, to an API client whose wake took longer than wake_timeout
 # The response header lines that decide whether a head can be forwarded as it came: hop-by-hop
 # ones, Location, and Content-Length (without it, the body is framed otherwise). llhttp only
 # accepts heads whose lines end in CRLF and whose names end at the colon: the match is exact.
@@ -217,7 +219,9 @@ class Exchange:
         route = decision.route
         if route is not None and route.upstream is not None and not route.private:
             self._forward_to_app(route, decision)  # the common case, first
-        elif route is None or (route.upstream is None and not self._static(route)):
+        elif route is None or (
+            route.upstream is None and not self._static(route) and not self._asleep(route)
+        ):
             self._forward_to_control_plane(decision)
         elif route.private:
             self._task = asyncio.ensure_future(self._authorize(route, decision))
@@ -280,6 +284,8 @@ class Exchange:
     def _answer_from(self, route: Route, decision: Destination) -> None:
         if route.upstream is not None:
             self._forward_to_app(route, decision)
+        elif self._asleep(route):
+            self._wake(route, decision)
         elif not self._answer_static(route, decision):
             self._forward_to_control_plane(decision)
 
@@ -347,6 +353,10 @@ class Exchange:
         self._activity = open_activity(self._ctx.routes, route.space_id)
         self._opened = time.monotonic()
         drop = _DROP_FROM_PRIVATE_APP_REQUESTS if route.private else _DROP_FROM_REQUESTS
+        sleeping = self._ctx.routes.sleeping  # being put to sleep: its route still has upstream
+        if sleeping and route.space_id in sleeping:
+            self._hold_for_wake(route, decision, sleeping[route.space_id])
+            return
         frozen_spaces = self._ctx.routes.frozen  # most often empty: a cheaper test than get
         frozen = frozen_spaces.get(route.space_id) if frozen_spaces else None
         if frozen is not None:
@@ -372,6 +382,66 @@ class Exchange:
             self._forward(upstream, target, drop, prefix)
         else:
             self._fail(503, "the app could not be woken up; try again")
+
+    # A sleeping space: its instance is stopped; the request wakes it (the supervisor starts it)
+
+    def _asleep(self, route: Route) -> bool:
+        sleeping = self._ctx.routes.sleeping
+        return bool(sleeping) and route.space_id in sleeping
+
+    def _wake(self, route: Route, decision: Destination) -> None:
+        sleeping = self._ctx.routes.sleeping.get(route.space_id)
+        if sleeping is None:  # woken meanwhile (the proxy's thread reads, the supervisor's writes)
+            self._answer_from(self._ctx.routes.by_id(route.space_id) or route, decision)
+            return
+        self._route = route
+        self._prefix = decision.prefix
+        self._activity = open_activity(self._ctx.routes, route.space_id)
+        self._opened = time.monotonic()
+        self._hold_for_wake(route, decision, sleeping)
+
+    def _hold_for_wake(self, route: Route, decision: Destination, sleeping: Sleeping) -> None:
+        """Ask for the wake; a browser gets the waking page now, anyone else waits for the app."""
+        request = self.request
+        if wants_a_page(request.method, request.headers, request.websocket):
+            sleeping.request_wake()
+            self._answer_waking_page(route)
+            return
+        self._task = asyncio.ensure_future(self._forward_when_awake(route, decision, sleeping))
+
+    async def _forward_when_awake(
+        self, route: Route, decision: Destination, sleeping: Sleeping
+    ) -> None:
+        try:
+            sleeping.request_wake()
+            # Shielded: a client leaving must not cancel what other requests wait for too.
+            waiting = asyncio.shield(asyncio.wrap_future(sleeping.woken))
+            await asyncio.wait_for(waiting, sleeping.wake_timeout)
+            timed_out = False
+        except (TimeoutError, RuntimeError):  # RuntimeError: the control plane's loop is closed
+            timed_out = True
+        if self.done:
+            return
+        if timed_out:
+            retry = [(b"retry-after", WAKE_RETRY_AFTER)]
+            self._fail(503, "the app is waking up; try again in a moment", retry)
+            return
+        now = self._ctx.routes.by_id(route.space_id)
+        if now is not None and now.upstream is not None:
+            drop = _DROP_FROM_PRIVATE_APP_REQUESTS if now.private else _DROP_FROM_REQUESTS
+            self._forward(now.upstream, decision.app_target, drop, decision.prefix)
+        else:  # it did not wake (paused, failed to start): the control plane says why
+            self._forward_to_control_plane(decision)
+
+    def _answer_waking_page(self, route: Route) -> None:
+        self._client_close = self._client_close or not self._body_done or self.request.http10
+        if self._activity is not None:
+            record_response(self._activity, 503, self._opened)
+        self._response_started = True
+        self._client.send(waking_response(route.space_id, self._client_close))
+        self._end()
+        self._release_activity()
+        self._client.exchange_finished(keep_alive=not self._client_close)
 
     def _forward_to_control_plane(self, decision: Destination) -> None:
         self._forward(self._ctx.control_plane, decision.control_target, _DROP_FROM_REQUESTS, b"")
@@ -722,7 +792,7 @@ class Exchange:
         self._end()
         self._client.exchange_finished(keep_alive=not self._client_close)
 
-    def _fail(self, status: int, text: str) -> None:
+    def _fail(self, status: int, text: str, headers: Headers | None = None) -> None:
         """Answer an error if the client has seen nothing of the response yet, else cut it off."""
         if self.done:
             return
@@ -736,7 +806,7 @@ class Exchange:
         if self._response_started:
             self._client.abort()
             return
-        self._client.send(plain_response(status, text))
+        self._client.send(plain_response(status, text, headers=headers))
         self._client.exchange_finished(keep_alive=False)
 
     def _start_tunnel(self) -> None:

@@ -1,5 +1,7 @@
 """A space's desired state: written by builds and the API, carried out by the supervisor alone."""
 
+from datetime import datetime
+
 from sqlmodel import Session
 
 from spacehub.core.release import Artifact
@@ -9,7 +11,40 @@ from spacehub.platform.services.builds import is_serving
 
 RUNNING = "running"
 PAUSED = "paused"
-# "sleeping" joins these with sleep-on-idle: the supervisor stops the instance, a request wakes it.
+# Sleep on idle leaves `desired_state` running: the supervisor stops the instance (SLEEPING) and
+# records when in `instance_state` as {ASLEEP_SINCE: ISO time}; the next request wakes it.
+ASLEEP_SINCE = "asleep_since"
+SLEEP_TIME_UNSET = 0  # a space's sleep_time never set: the platform's default_sleep_time applies
+NEVER = -1
+
+
+def sleep_seconds(space: Space, default: int) -> int:
+    """Idle seconds before the space's app is stopped; -1: never."""
+    return default if space.sleep_time == SLEEP_TIME_UNSET else space.sleep_time
+
+
+def asleep_since(space: Space) -> datetime | None:
+    """When a SLEEPING space's app was stopped; None when it is not asleep."""
+    if space.stage != Stage.SLEEPING or not space.instance_state:
+        return None
+    since = space.instance_state.get(ASLEEP_SINCE)
+    return datetime.fromisoformat(since) if since else None
+
+
+def record_asleep(space: Space, since: datetime) -> None:
+    """The instance is stopped for idleness: SLEEPING, still desired running."""
+    space.instance_state = {ASLEEP_SINCE: since.isoformat()}
+    space.stage = Stage.SLEEPING
+    space.error_message = None
+
+
+def want_wake(session: Session, space: Space) -> bool:
+    """A request came for a SLEEPING space: start its live release again. False: not asleep
+    (paused, restarted, rebuilt or deleted meanwhile), nothing to do."""
+    if space.stage != Stage.SLEEPING or space.desired_state != RUNNING:
+        return False
+    want_restart(session, space)
+    return True
 
 
 def live_release(space: Space) -> dict | None:
@@ -44,7 +79,7 @@ def want_release(session: Session, space: Space, artifact: Artifact, build_id: i
 
 
 def want_restart(session: Session, space: Space) -> None:
-    """Start the live release again (health-gated); a paused space runs again."""
+    """Start the live release again (health-gated); a paused or sleeping space runs again."""
     space.desired_release = live_release(space)
     space.desired_state = RUNNING
     space.desired_generation += 1

@@ -8,6 +8,7 @@ from spacehub.core.names import subdomain_label, validate_label, validate_name
 from spacehub.core.space_config import SDKS
 from spacehub.core.stages import Stage
 from spacehub.platform.models import Build, Secret, Space, User, Variable, utcnow
+from spacehub.platform.services import desired
 from spacehub.platform.services.accounts import Caller, can_read, org_names
 
 
@@ -33,7 +34,7 @@ def create_space(
         sdk=sdk,
         private=private,
         hardware=hardware or DEFAULT_FLAVOR,
-        sleep_time=-1 if sleep_time is None else sleep_time,
+        sleep_time=desired.SLEEP_TIME_UNSET if sleep_time is None else sleep_time,
         storage=storage,
         stage=Stage.NO_APP_FILE,
         card_data={"sdk": sdk},
