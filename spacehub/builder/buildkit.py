@@ -160,7 +160,9 @@ def run_build(
     reader = threading.Thread(target=read, name="spacehub-build-log", daemon=True)
     reader.start()
     stopped = None
-    while process.poll() is None:
+    # The reader ends when the CLI closes its output, on exit: joining it returns at once then,
+    # where Popen.wait(timeout) polls (up to 50 ms late; a code-only build takes 200 ms).
+    while reader.is_alive() and process.poll() is None:
         if limits.cancel.is_set():
             stopped = CANCELLED
         elif deadline is not None and time.monotonic() > deadline:
@@ -169,12 +171,14 @@ def run_build(
         if stopped is not None:
             _stop(process)
             break
-        try:
-            process.wait(timeout=_POLL_SECONDS)
-        except subprocess.TimeoutExpired:
-            continue
+        reader.join(timeout=_POLL_SECONDS)
     reader.join(timeout=_STOP_GRACE_SECONDS)
     stdout.close()
+    if stopped is None:
+        try:
+            process.wait(timeout=_STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:  # it closed its output but lives on: end it
+            _stop(process)
     if stopped is not None:
         raise BuildStopped(stopped)
     if process.returncode != 0:

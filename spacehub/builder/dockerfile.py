@@ -31,6 +31,8 @@ _HEREDOC = re.compile(r"<<-?\s*[\"']?[A-Za-z_]")
 _DIRECTIVE = re.compile(r"#\s*([A-Za-z]+)\s*=\s*(\S+)")
 _HEX_DIGEST = re.compile(r"[0-9a-f]{16,128}")
 SECRETS_DIGEST_ARG = "SPACEHUB_SECRETS_DIGEST"
+CACHE_NAMESPACE = "spacehub"
+_CACHE_NAMESPACE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 _ARG_PATH = re.compile(r"/[A-Za-z0-9_./-]{1,200}")
 _MOUNT_SPEC = re.compile(r"[a-z]+=[A-Za-z0-9_./-]+(,[a-z]+=[A-Za-z0-9_./-]+)*")
 _BRACED_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -53,11 +55,21 @@ def check_image_name(image: str) -> str:
     return image
 
 
-def render_dockerfile(plan: BuildPlan, *, base_image: str, secrets_digest: str | None) -> str:
+def render_dockerfile(
+    plan: BuildPlan,
+    *,
+    base_image: str,
+    secrets_digest: str | None,
+    cache_namespace: str = CACHE_NAMESPACE,
+) -> str:
     """The Dockerfile for a gradio or streamlit space, identical for identical inputs.
 
     `secrets_digest` (see `rewrite_user_dockerfile`) is set when the requirements name secrets.
+    `cache_namespace` names uv's and apt's cache mounts: every space shares the default's; a
+    fresh one starts with empty caches (bench/build_bench.py's cold builds).
     """
+    if not _CACHE_NAMESPACE.fullmatch(cache_namespace):
+        raise ValueError(f"cache namespace {cache_namespace!r} is not a plain name")
     config = plan.config
     if config.sdk not in DEFAULT_SDK_VERSIONS:
         raise ValueError(f"the {config.sdk} sdk has no Dockerfile template")
@@ -76,6 +88,7 @@ def render_dockerfile(plan: BuildPlan, *, base_image: str, secrets_digest: str |
         uv_version=UV_VERSION,
         app_file=app_file,
         secrets_digest=_checked_digest(secrets_digest),
+        cache_namespace=cache_namespace,
     )
 
 

@@ -31,6 +31,7 @@ from spacehub.builder.buildkit import (
     run_build,
 )
 from spacehub.builder.dockerfile import (
+    CACHE_NAMESPACE,
     read_user_dockerfile,
     referenced_names,
     render_dockerfile,
@@ -83,6 +84,9 @@ class ImageBuildOptions:
     # Keys the digest of secret values that separates the cache of the steps using them
     # (see dockerfile.rewrite_user_dockerfile): a platform secret, so the digest reveals nothing.
     secrets_digest_key: bytes = b""
+    # The SDK templates' cache mounts (uv, apt): shared by every space; bench/build_bench.py
+    # gives its cold builds fresh ones.
+    cache_namespace: str = CACHE_NAMESPACE
 
 
 def build_image(
@@ -246,7 +250,10 @@ class _Build:
         if self.options.ca_bundle is not None:
             secrets["spacehub-ca"] = self.options.ca_bundle.read_bytes()
         dockerfile = render_dockerfile(
-            plan, base_image=self.options.base_image, secrets_digest=self._digest(used)
+            plan,
+            base_image=self.options.base_image,
+            secrets_digest=self._digest(used),
+            cache_namespace=self.options.cache_namespace,
         )
         return self._run(context, dockerfile, secrets, {})
 
