@@ -32,6 +32,7 @@ from tests.test_supervisor import (
     go_live,
     live_pids,
     make_platform,
+    served,
     space_row,
     spaces_query,
     supervise,
@@ -161,6 +162,23 @@ def test_a_paused_space_stays_paused_on_a_request(platform, engine):
         await asyncio.sleep(1.5)
         assert space_row(platform).stage == Stage.PAUSED
         assert live_pids(engine) == set() and len(engine.starts) == 1
+
+    supervise(platform, ServerRuntime(engine), scenario)
+
+
+def test_restart_and_a_new_release_wake_a_sleeping_space_and_leave_it_running(platform, engine):
+    async def scenario(supervisor: Supervisor) -> None:
+        await go_live(platform, supervisor, "1" * 40)
+        await asleep(platform, engine)
+        with session_scope(platform.engine) as session:
+            desired.want_restart(session, session.exec(spaces_query()).one())
+        supervisor.wake()
+        await until(lambda: served(platform) == f"release {'1' * 40}", 10, "the restart")
+        assert space_row(platform).stage == Stage.RUNNING and not platform.routes.sleeping
+        await asleep(platform, engine)
+        await go_live(platform, supervisor, "2" * 40)  # what a push's build records
+        assert space_row(platform).stage == Stage.RUNNING
+        assert len(engine.starts) == 3 and wakes(platform, "stopped") == 0
 
     supervise(platform, ServerRuntime(engine), scenario)
 
