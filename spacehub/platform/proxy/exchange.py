@@ -56,6 +56,7 @@ _DROP_FROM_PRIVATE_APP_REQUESTS = _DROP_FROM_REQUESTS | CREDENTIALS
 _NO_BODY_STATUSES = frozenset({204, 304})
 _STATIC_METHODS = frozenset({b"GET", b"HEAD"})
 THAW_TIMEOUT_SECONDS = 30.0
+INTERIM_SECONDS = 2.0  # between the interim responses to a client held for a wake
 WAKE_RETRY_AFTER = b"10"  # seconds, to an API client whose wake took longer than wake_timeout
 # The response header lines that decide whether a head can be forwarded as it came: hop-by-hop
 # ones, Location, and Content-Length (without it, the body is framed otherwise). llhttp only
@@ -414,9 +415,7 @@ class Exchange:
     ) -> None:
         try:
             sleeping.request_wake()
-            # Shielded: a client leaving must not cancel what other requests wait for too.
-            waiting = asyncio.shield(asyncio.wrap_future(sleeping.woken))
-            await asyncio.wait_for(waiting, sleeping.wake_timeout)
+            await self._wait_for_wake(sleeping)
             timed_out = False
         except (TimeoutError, RuntimeError):  # RuntimeError: the control plane's loop is closed
             timed_out = True
@@ -432,6 +431,26 @@ class Exchange:
             self._forward(now.upstream, decision.app_target, drop, decision.prefix)
         else:  # it did not wake (paused, failed to start): the control plane says why
             self._forward_to_control_plane(decision)
+
+    async def _wait_for_wake(self, sleeping: Sleeping) -> None:
+        """Wait up to the wake timeout; meanwhile, every few seconds, an interim `100 Continue`
+        to an HTTP/1.1 client: clients must skip 1xx responses, and each one restarts their
+        read timeout (gradio_client reads the app's config with httpx's 5 s)."""
+        woken = asyncio.wrap_future(sleeping.woken)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + sleeping.wake_timeout
+        interim = not self.request.http10 and not self.request.websocket
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise TimeoutError
+            try:
+                # Shielded: a client leaving must not cancel what other requests wait for too.
+                await asyncio.wait_for(asyncio.shield(woken), min(left, INTERIM_SECONDS))
+                return
+            except TimeoutError:
+                if interim and not self.done and loop.time() < deadline:
+                    self._client.send(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def _answer_waking_page(self, route: Route) -> None:
         self._client_close = self._client_close or not self._body_done or self.request.http10
