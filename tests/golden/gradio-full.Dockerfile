@@ -1,10 +1,12 @@
 # Rendered by spacehub for a gradio space.
 # uv from its wheel, in a stage of its own: mounted where it is needed, never in the image.
+# No .pyc (they hold the install time): the same files on every rebuild of this stage, so the
+# steps that mount it, whose cache keys follow its content, stay cached.
 FROM python:3.11-slim AS uv
 RUN --mount=type=secret,id=spacehub-ca,target=/run/spacehub-build/ca.crt \
     --mount=type=secret,id=spacehub-env,target=/run/spacehub-build/env,required=true \
     . /run/spacehub-build/env \
- && python3 -m pip install --quiet --disable-pip-version-check --no-cache-dir --target /opt/uv uv==0.13.9
+ && python3 -m pip install --quiet --disable-pip-version-check --no-cache-dir --no-compile --target /opt/uv uv==0.13.9
 
 FROM python:3.11-slim
 # Package lists and downloaded .debs stay in shared caches, out of the image.
