@@ -155,12 +155,9 @@ class Builds:
             for record, target in (cache_mount_ids().items())
             if record not in self.cache_mounts_before and target == "/root/.cache/uv"
         ]
-        if ours and self.namespaces:
-            command = [*self.cli.build_command()[:1], "builder", "prune", "--force"]
-            for record in ours:
-                command += ["--filter", f"id={record}"]
+        for record in ours if self.namespaces else []:  # the engine takes one id at a time
             subprocess.run(
-                command,
+                [self.cli.path, "builder", "prune", "--force", "--filter", f"id={record}"],
                 env=cli_environment(self.config),
                 capture_output=True,
                 timeout=300,
