@@ -238,6 +238,9 @@ def start_platform(
         "SPACEHUB_APPS_PORT": str(apps_port),  # parallel platforms never share port + 1
         "SPACEHUB_SSH_PORT": str(free_port()),  # parallel platforms never share 2222
         "SPACEHUB_ADMIN_TOKEN": ADMIN_TOKEN,
+        # Apps a test leaves idle for a minute are not frozen under it (a paused container is
+        # not "running"); tests/test_freeze.py and test_sleep.py set their own.
+        "SPACEHUB_FREEZE_AFTER": "0",
         **{f"SPACEHUB_{key.upper()}": value for key, value in settings.items()},
     }
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -82,7 +82,12 @@ class RuntimeHub(Hub):
 
     def restart_platform(self) -> None:
         assert self.platform.stop() == 0, self.platform.log()[-3000:]
-        again = start_platform(self.platform.data_dir, port=self.platform.port, **self.settings())
+        again = start_platform(
+            self.platform.data_dir,
+            port=self.platform.port,
+            apps_port=str(self.platform.apps_port),
+            **self.settings(),
+        )
         self.platform.process = again.process
 
     def facts(self, space_id: str, form: str = "path") -> dict:
