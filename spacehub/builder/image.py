@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound
 
 from spacehub.builder.base_image import missing_base_message, pull_base_image
+from spacehub.builder.build_context import locked, mirror, node_id, space_context_dir
 from spacehub.builder.buildkit import (
     BuildCommandFailed,
     BuildKitCli,
@@ -87,6 +89,9 @@ class ImageBuildOptions:
     # The SDK templates' cache mounts (uv, apt): shared by every space; bench/build_bench.py
     # gives its cold builds fresh ones.
     cache_namespace: str = CACHE_NAMESPACE
+    # Where each space's build context is kept between builds (see build_context); None: a
+    # fresh copy per build, sent whole.
+    context_cache_dir: Path | None = None
 
 
 def build_image(
@@ -128,14 +133,19 @@ def build_image(
     client = docker.from_env(timeout=_DOCKER_TIMEOUT_SECONDS)
     # mkdtemp: mode 0700, so the secret files in it are readable by this user only.
     private = Path(tempfile.mkdtemp(prefix="spacehub-build-"))
+    kept = options.context_cache_dir
+    contexts = None if kept is None else space_context_dir(kept, label)
     try:
         build = _Build(
             client, cli, label, commit, space_id, options, log, limits, deadline, private
         )
-        if plan.config.sdk == "docker":
-            image_id = build.build_user_dockerfile(source, build_args, build_secrets)
-        else:
-            image_id = build.build_sdk_template(plan, source, build_args, build_secrets)
+        with nullcontext() if contexts is None else locked(contexts):
+            if plan.config.sdk == "docker":
+                image_id = build.build_user_dockerfile(source, build_args, build_secrets, contexts)
+            else:
+                image_id = build.build_sdk_template(
+                    plan, source, build_args, build_secrets, contexts
+                )
     finally:
         shutil.rmtree(private, ignore_errors=True)
         client.close()
@@ -233,10 +243,15 @@ class _Build:
         source: Path,
         build_args: Mapping[str, str],
         build_secrets: Mapping[str, str],
+        contexts: Path | None,
     ) -> str:
         self._require_images([self.options.base_image])
-        context = self.private / "context"
-        shutil.copytree(source, context / "app", ignore=shutil.ignore_patterns(".git"))
+        if contexts is None:
+            context = self.private / "context"
+            shutil.copytree(source, context / "app", ignore=shutil.ignore_patterns(".git"))
+        else:
+            context = contexts / "sdk"
+            mirror(source, context / "app", ignore=lambda name: name == ".git")
         # Only values the requirement files name reach the build, so that other secrets never
         # reach a build step (identical dependencies share layers anyway: secrets are not part
         # of BuildKit's cache keys).
@@ -258,7 +273,11 @@ class _Build:
         return self._run(context, dockerfile, secrets, {})
 
     def build_user_dockerfile(
-        self, source: Path, build_args: Mapping[str, str], build_secrets: Mapping[str, str]
+        self,
+        source: Path,
+        build_args: Mapping[str, str],
+        build_secrets: Mapping[str, str],
+        contexts: Path | None,
     ) -> str:
         try:
             dockerfile = read_user_dockerfile((source / "Dockerfile").read_text(), build_args)
@@ -298,6 +317,9 @@ class _Build:
             message = f"cannot build the Dockerfile: {error}"
             self.log(message)
             raise BuildFailed(message, message) from None
+        if contexts is not None:
+            mirror(source, contexts / "docker")
+            source = contexts / "docker"
         return self._run(source, text, secrets, args)
 
     def _digest(self, used: Mapping[str, str]) -> str | None:
@@ -356,6 +378,13 @@ class _Build:
         (self.private / "Dockerfile").write_text(dockerfile)
         config = self.private / "docker-config"
         config.mkdir(mode=0o700)
+        if self.options.context_cache_dir is not None:
+            # The same node id every build: with the same context path, BuildKit sends only
+            # what changed (the docker CLI reads it here, buildx under buildx/).
+            value = node_id(self.options.context_cache_dir)
+            (config / "buildx").mkdir()
+            for path in (config / ".buildNodeID", config / "buildx" / ".buildNodeID"):
+                path.write_text(value)
         arguments = ["--progress=plain", "--file", str(self.private / "Dockerfile")]
         arguments += ["--tag", self.tag, "--iidfile", str(self.private / "image-id")]
         for key, value in sorted(self.labels.items()):

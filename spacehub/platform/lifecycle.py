@@ -7,6 +7,7 @@ from pathlib import Path
 from anyio import to_thread
 from sqlmodel import Session
 
+from spacehub.builder.build_context import space_context_dir
 from spacehub.core.errors import Conflict
 from spacehub.core.stages import Stage
 from spacehub.platform.context import Platform
@@ -60,6 +61,7 @@ async def delete_space(platform: Platform, session: Session, space: Space) -> No
     for path in (
         repo_path(settings.repos_dir, owner.name, space.name),
         settings.releases_dir / space.label,
+        space_context_dir(settings.build_contexts_dir, space.label),
     ):
         await to_thread.run_sync(lambda p=path: shutil.rmtree(p, ignore_errors=True))
     spaces.delete_space(session, space)

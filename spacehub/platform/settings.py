@@ -239,6 +239,11 @@ class Settings(BaseSettings):
         return self.data_dir / "releases"
 
     @property
+    def build_contexts_dir(self) -> Path:
+        """Each space's image build context, kept between builds (BuildKit sends only changes)."""
+        return self.data_dir / "cache" / "build-contexts"
+
+    @property
     def logs_dir(self) -> Path:
         return self.data_dir / "logs"
 

@@ -282,6 +282,7 @@ async def _build_artifact(platform: Platform, job: BuildJob, plan: BuildPlan) ->
         docker_cli=settings.docker_cli,
         registry_mirror=settings.registry_mirror,
         secrets_digest_key=platform.secret_box.derived_key("build-cache"),
+        context_cache_dir=settings.build_contexts_dir,
     )
     try:
         return await _in_daemon_thread(
