@@ -82,6 +82,7 @@ class Builds:
         self.cli = find_buildkit()
         self.run_id = secrets.token_hex(4)
         self.namespaces: list[str] = []
+        self.exports = 0
         self.cache_mounts_before = cache_mount_ids()
         self.config = root / "docker-config"
         self.config.mkdir()
@@ -108,11 +109,17 @@ class Builds:
             no_cache=no_cache,
             platform_id=f"bench{self.run_id}",
             cache_namespace=namespace or "spacehub",
+            context_cache_dir=self.root / "contexts",
+        )
+        # As the worker does: each build gets a new export of its commit (new mtimes).
+        self.exports += 1
+        export = shutil.copytree(
+            source, self.root / "work" / str(self.exports), copy_function=shutil.copy
         )
         started = time.monotonic()
         build_image(
-            plan_build(source, None),
-            source,
+            plan_build(export, None),
+            export,
             space_id=f"bench/{label}",
             label=label,
             commit=secrets.token_hex(20),
