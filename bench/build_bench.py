@@ -75,10 +75,11 @@ START_TIMEOUT = 180
 class Builds:
     """Times spacehub's builds and plain `docker build`s; removes what it made at the end."""
 
-    def __init__(self, root: Path, base: str, ca_bundle: Path) -> None:
+    def __init__(self, root: Path, base: str, ca_bundle: Path, logs: Path | None) -> None:
         self.root = root
         self.base = base
         self.ca_bundle = ca_bundle
+        self.logs = logs  # where each of spacehub's build logs is written, if set
         self.cli = find_buildkit()
         self.run_id = secrets.token_hex(4)
         self.namespaces: list[str] = []
@@ -116,6 +117,7 @@ class Builds:
         export = shutil.copytree(
             source, self.root / "work" / str(self.exports), copy_function=shutil.copy
         )
+        lines: list[str] = []
         started = time.monotonic()
         build_image(
             plan_build(export, None),
@@ -126,10 +128,15 @@ class Builds:
             build_args={},
             build_secrets=build_secrets or {},
             options=options,
-            log=lambda line: None,
+            log=lines.append,
             limits=BuildLimits(),
         )
-        return time.monotonic() - started
+        seconds = time.monotonic() - started
+        if self.logs is not None:
+            self.logs.mkdir(parents=True, exist_ok=True)
+            name = f"{self.exports:02}-{label}-{seconds:.1f}s.log"
+            (self.logs / name).write_text("\n".join(lines) + "\n")
+        return seconds
 
     def docker_build(self, context: Path, tag: str, *, no_cache: bool = False) -> float:
         command = [*self.cli.build_command(), "--quiet", "--tag", f"{BENCH_REPOSITORY}/{tag}"]
@@ -469,6 +476,9 @@ def main() -> None:
     parser.add_argument("--base-image", default="python:3.11-slim")
     parser.add_argument("--ca-bundle", type=Path, default=CA_BUNDLE)
     parser.add_argument(
+        "--logs", type=Path, help="write each spacehub build's log (step timings) here"
+    )
+    parser.add_argument(
         "--only",
         choices=("cold", "push", "docker-sdk"),
         action="append",
@@ -479,7 +489,7 @@ def main() -> None:
     times: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="spacehub-build-bench-") as tmp:
         root = Path(tmp)
-        builds = Builds(root, arguments.base_image, arguments.ca_bundle)
+        builds = Builds(root, arguments.base_image, arguments.ca_bundle, arguments.logs)
         progress(f"building with {builds.cli.description}")
         try:
             if "cold" in only:
