@@ -34,6 +34,7 @@ def test_mirror_keeps_unchanged_files_and_follows_every_change(tmp_path: Path) -
     (first / "run.sh").write_text("#!/bin/sh\necho hi\n")
     (first / "run.sh").chmod(0o755)
     os.symlink("app.py", first / "link.py")
+    (first / "data").chmod(0o750)
     (first / ".git").mkdir()
     (first / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
     target = tmp_path / "kept"
@@ -43,6 +44,7 @@ def test_mirror_keeps_unchanged_files_and_follows_every_change(tmp_path: Path) -
     assert not (target / ".git").exists()
     assert os.readlink(target / "link.py") == "app.py"
     assert (target / "run.sh").stat().st_mode & 0o111
+    assert (target / "data").stat().st_mode & 0o777 == 0o750
 
     time.sleep(0.01)
     second = export(first, tmp_path / "second")

@@ -9,7 +9,6 @@ bytes untouched, and giving the CLI a stable node id makes a code-only push send
 """
 
 import fcntl
-import filecmp
 import os
 import secrets
 import shutil
@@ -19,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 _NODE_ID_FILE = ".node-id"  # labels never start with a dot
+_CHUNK = 1024 * 1024
 
 
 def space_context_dir(cache_dir: Path, label: str) -> Path:
@@ -58,6 +58,7 @@ def mirror(source: Path, target: Path, ignore: Callable[[str], bool] = lambda na
     Files and symlinks that are the same already are left as they are, mtime included.
     """
     target.mkdir(parents=True, exist_ok=True)
+    shutil.copymode(source, target)  # COPY of the folder gives the image its mode
     wanted = set()
     for entry in os.scandir(source):
         if ignore(entry.name):
@@ -93,8 +94,19 @@ def _same_file(entry: os.DirEntry[str], destination: Path) -> bool:
         stat.S_ISREG(theirs.st_mode)
         and theirs.st_mode == ours.st_mode
         and theirs.st_size == ours.st_size
-        and filecmp.cmp(entry.path, destination, shallow=False)
+        and _same_bytes(Path(entry.path), destination)
     )
+
+
+def _same_bytes(first: Path, second: Path) -> bool:
+    """Compared here, not with filecmp: its cache would keep every pair a worker ever saw."""
+    with first.open("rb") as one, second.open("rb") as other:
+        while True:
+            chunk = one.read(_CHUNK)
+            if chunk != other.read(_CHUNK):
+                return False
+            if not chunk:
+                return True
 
 
 def _remove(path: Path) -> None:
