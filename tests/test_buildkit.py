@@ -1,6 +1,6 @@
 """BuildKit builds: Hugging Face's secret mounts, no trace of secrets or the CA bundle anywhere on
-the engine, the CA bundle reaching pip, a time limit that really stops the build, and uv's cache
-shared by spaces."""
+the engine, the CA bundle reaching pip, a time limit that really stops the build, CPU and memory
+limits on the engine's BuildKit steps, and uv's cache shared by spaces."""
 
 import os
 import re
@@ -15,11 +15,13 @@ import docker
 import pytest
 
 from spacehub.builder.buildkit import find_buildkit
+from spacehub.builder.buildkit_cgroup import NotEnforced, engine_buildkit_group
 from spacehub.builder.image import BuildFailed, ImageBuildOptions, build_image
 from spacehub.builder.limits import BuildLimits, BuildStopped
 from spacehub.builder.plan import plan_build
+from spacehub.core.cgroups import CGROUP_ROOT, Cgroup, read_limits
 from spacehub.core.release import Artifact
-from tests.conftest import wait_for
+from tests.conftest import IN_CI, wait_for
 from tests.test_builder import BASE_IMAGE, HOST_CA, remove_images_of_owner
 
 pytestmark = pytest.mark.docker
@@ -280,3 +282,97 @@ def test_a_step_that_mounts_a_secret_is_rebuilt_for_another_value_or_space(
         seen[name] = container.logs()
         container.remove()
     assert seen == {"first": b"token-one", "second": b"token-two"}, "a secret layer was reused"
+
+
+MiB = 1024 * 1024
+# Allocates 400 MiB and touches every page (bytearray's zeros may be pages never written).
+HUNGRY_STEP = (
+    'RUN echo {marker} && python3 -c "b = bytearray(400 * 1024 * 1024); '
+    "b[::4096] = b'x' * len(range(0, len(b), 4096)); print('allocated', len(b) >> 20, 'MiB')\"\n"
+)
+
+
+def hungry_space(directory: Path) -> Path:
+    marker = f"hungry-{os.getpid()}-{time.time()}"  # a new step each run: never cached
+    return docker_space(directory, f"FROM {BASE_IMAGE}\n" + HUNGRY_STEP.format(marker=marker))
+
+
+@pytest.fixture
+def buildkit_group(client: "docker.DockerClient") -> Cgroup:
+    """The engine's BuildKit group; where it cannot be capped: a skip, or a failure in CI."""
+    try:
+        return engine_buildkit_group(client)
+    except NotEnforced as error:
+        if IN_CI:
+            pytest.fail(f"CI=true needs the engine's BuildKit cgroup to be writable: {error}")
+        pytest.skip(f"the engine's BuildKit steps cannot be capped here: {error}")
+
+
+def test_a_step_over_the_memory_limit_ends_the_build_naming_memory(
+    buildkit_group: Cgroup, tmp_path: Path
+) -> None:
+    before = read_limits(buildkit_group)
+    source = hungry_space(tmp_path / "hungry space")
+    with pytest.raises(BuildStopped) as stopped:
+        build(source, "hungry", "f" * 40, None, limits=BuildLimits(memory_bytes=200 * MiB))
+    assert "memory limit of 200 MiB" in stopped.value.message
+    assert read_limits(buildkit_group) == before, "the engine's group keeps its own limits"
+
+
+def test_the_same_step_builds_without_a_memory_limit(
+    buildkit_group: Cgroup, tmp_path: Path
+) -> None:
+    source = hungry_space(tmp_path / "hungry space")
+    artifact, log, _ = build(source, "hungry-ok", "f" * 40, None)
+    assert artifact.ref.startswith("sha256:")
+    assert [line for line in log if "allocated 400 MiB" in line]
+    # A limit above what the step needs builds too (the cap is set, and not in the way).
+    source = hungry_space(tmp_path / "roomy space")
+    roomy = BuildLimits(memory_bytes=1024 * MiB)
+    _, log, _ = build(source, "hungry-ok", "e" * 40, None, limits=roomy)
+    assert [line for line in log if "capped through the engine's cgroup" in line]
+
+
+def _cpu_seconds(group: Cgroup) -> float:
+    """CPU time the group's processes used, from cpuacct (v1) or cpu.stat (v2)."""
+    assert group.cpu is not None
+    if group.version == 2:
+        stat = dict(line.split() for line in (group.cpu / "cpu.stat").read_text().splitlines())
+        return int(stat["usage_usec"]) / 1e6
+    relative = group.cpu.relative_to(CGROUP_ROOT / "cpu")
+    return int((CGROUP_ROOT / "cpuacct" / relative / "cpuacct.usage").read_text()) / 1e9
+
+
+def _throttled(group: Cgroup) -> int:
+    assert group.cpu is not None
+    stat = dict(line.split() for line in (group.cpu / "cpu.stat").read_text().splitlines())
+    return int(stat["nr_throttled"])
+
+
+def test_a_cpu_bound_step_under_half_a_core_gets_about_half_a_core(
+    buildkit_group: Cgroup, tmp_path: Path
+) -> None:
+    busy_seconds = 8
+    marker = f"busy-{os.getpid()}-{time.time()}"
+    source = docker_space(
+        tmp_path / "busy space",
+        f"FROM {BASE_IMAGE}\n"
+        f'RUN echo {marker} && python3 -c "import time; start = time.time(); '
+        f"any(time.time() - start > {busy_seconds} for _ in iter(int, 1)); "
+        "print('share', round(time.process_time() / (time.time() - start), 2))\"\n",
+    )
+    before = read_limits(buildkit_group)
+    used, throttled = _cpu_seconds(buildkit_group), _throttled(buildkit_group)
+    _, log, seconds = build(source, "busy", "9" * 40, None, limits=BuildLimits(cpus=0.5))
+    used = _cpu_seconds(buildkit_group) - used
+    throttled = _throttled(buildkit_group) - throttled
+    share = float(next(line for line in log if "share " in line).rsplit(maxsplit=1)[-1])
+    print(
+        f"cpus=0.5: step share {share}, group {used:.1f} s of CPU in {seconds:.1f} s, "
+        f"throttled {throttled} times"
+    )
+    assert 0.2 <= share <= 0.65, share  # ~0.5; less when the host's cores are busy
+    assert used <= 0.65 * seconds, (used, seconds)  # every step of the engine, capped
+    assert used >= 0.2 * busy_seconds, used
+    assert throttled > 0
+    assert read_limits(buildkit_group) == before

@@ -15,8 +15,8 @@ import shutil
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
-from contextlib import nullcontext
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from docker.errors import APIError, DockerException, ImageNotFound
 
 from spacehub.builder.base_image import missing_base_message, pull_base_image
 from spacehub.builder.build_context import locked, mirror, node_id, space_context_dir
+from spacehub.builder.build_processes import memory_limit_message
 from spacehub.builder.buildkit import (
     BuildCommandFailed,
     BuildKitCli,
@@ -32,6 +33,7 @@ from spacehub.builder.buildkit import (
     find_buildkit,
     run_build,
 )
+from spacehub.builder.buildkit_cgroup import NotEnforced, capped, engine_buildkit_group
 from spacehub.builder.dockerfile import (
     CACHE_NAMESPACE,
     read_user_dockerfile,
@@ -39,8 +41,9 @@ from spacehub.builder.dockerfile import (
     render_dockerfile,
     rewrite_user_dockerfile,
 )
-from spacehub.builder.limits import BuildLimits
+from spacehub.builder.limits import BuildLimits, BuildStopped
 from spacehub.builder.plan import BuildPlan
+from spacehub.core.cgroups import Cgroup, memory_peak, reset_memory_peak
 from spacehub.core.release import Artifact
 
 Log = Callable[[str], None]
@@ -57,9 +60,12 @@ _CA = f"{_BUILD_DIR}/ca.crt"
 _PIP_CONF = f"{_BUILD_DIR}/pip.conf"
 _UV_TOML = f"{_BUILD_DIR}/uv.toml"
 _DOCKER_TIMEOUT_SECONDS = 120
+_MEMORY_REACHED = 0.95  # a peak this near the memory limit: the limit was reached
+# BuildKit runs build steps in the engine's own cgroup and ignores --cgroup-parent: CPU and
+# memory are capped through that group (see buildkit_cgroup) where this host can.
 UNLIMITED_RESOURCES = (
-    "CPU and memory limits are not enforced on image builds: BuildKit on this engine runs "
-    "build steps in its own cgroup and ignores --cgroup-parent; the time limit and cancel apply"
+    "CPU and memory limits are not enforced on this image build: {reason}; "
+    "the time limit and cancel apply"
 )
 
 
@@ -128,8 +134,6 @@ def build_image(
         log(error.message)
         raise BuildFailed(error.message, error.message) from None
     log(f"Building with {cli.description}")
-    if limits.cpus is not None or limits.memory_bytes is not None:
-        log(UNLIMITED_RESOURCES)
     client = docker.from_env(timeout=_DOCKER_TIMEOUT_SECONDS)
     # mkdtemp: mode 0700, so the secret files in it are readable by this user only.
     private = Path(tempfile.mkdtemp(prefix="spacehub-build-"))
@@ -401,19 +405,60 @@ class _Build:
         if self.options.no_cache:
             arguments.append("--no-cache")
         arguments.append(str(context))
-        try:
-            run_build(
-                self.cli,
-                arguments,
-                config_dir=config,
-                on_line=self._emit,
-                limits=self.limits,
-                deadline=self.deadline,
-            )
-        except BuildCommandFailed:
-            reason = next((line for line in reversed(self.tail) if line.strip()), "")
-            raise BuildFailed(f"build failed: {reason.strip()}", self.log_tail) from None
+        with self._capped() as group:
+            oom_kills = 0
+            if group is not None:
+                oom_kills = group.oom_kills()
+                reset_memory_peak(group)
+            try:
+                run_build(
+                    self.cli,
+                    arguments,
+                    config_dir=config,
+                    on_line=self._emit,
+                    limits=self.limits,
+                    deadline=self.deadline,
+                )
+            except BuildCommandFailed:
+                memory = self.limits.memory_bytes
+                # A step the kernel killed (SIGKILL: 137) when the group reached its limit; v1
+                # counts the OOM kill in the step's own group only (gone by now), v2 here too.
+                killed = any("exit code: 137" in line for line in self.tail)
+                if (
+                    group is not None
+                    and memory is not None
+                    and killed
+                    and (
+                        group.oom_kills() > oom_kills
+                        or memory_peak(group) >= memory * _MEMORY_REACHED
+                    )
+                ):
+                    raise BuildStopped(memory_limit_message(memory)) from None
+                reason = next((line for line in reversed(self.tail) if line.strip()), "")
+                raise BuildFailed(f"build failed: {reason.strip()}", self.log_tail) from None
         return (self.private / "image-id").read_text().strip()
+
+    @contextmanager
+    def _capped(self) -> Iterator[Cgroup | None]:
+        """The engine's BuildKit group capped to the build's CPU and memory, if it can be."""
+        if self.limits.cpus is None and self.limits.memory_bytes is None:
+            yield None
+            return
+        with ExitStack() as stack:
+            group = None
+            try:
+                found = engine_buildkit_group(self.client)
+                stack.enter_context(capped(found, self.limits))
+                group = found
+            except NotEnforced as error:
+                self.log(UNLIMITED_RESOURCES.format(reason=error))
+            else:
+                where = ", ".join(str(directory) for directory in found.directories)
+                self.log(
+                    f"CPU and memory of the build's steps are capped through the engine's "
+                    f"cgroup {where} (one cap for the image builds running at once)"
+                )
+            yield group
 
     def _emit(self, line: str) -> None:
         if line:

@@ -167,3 +167,107 @@ def _v1_directory(root: Path, controller: str, parent: str, name: str) -> Path:
     directory.parent.mkdir(exist_ok=True)
     directory.mkdir()
     return directory
+
+
+# What v1 reads back for "no limit" (the largest page-aligned value); anything above is none.
+_V1_UNLIMITED_ABOVE = 1 << 62
+
+
+def existing_cgroup(
+    path: str, version: int, root: Path = CGROUP_ROOT, create: bool = False
+) -> Cgroup:
+    """The memory and CPU of the group at `path` (below the hierarchy's root) of one version.
+
+    With `create`, missing directories are made (a group another program fills, such as an
+    engine's). Raises OSError when the group is missing or cannot be made.
+    """
+    path = path.strip("/")
+    if version == 2:
+        directory = root / path
+        if create and not directory.is_dir():
+            for parent in reversed((directory, *directory.parents)):
+                if parent == root or not parent.is_relative_to(root):
+                    continue
+                with contextlib.suppress(OSError):
+                    (parent.parent / "cgroup.subtree_control").write_text("+memory +cpu")
+                parent.mkdir(exist_ok=True)
+        if not directory.is_dir():
+            raise FileNotFoundError(f"no cgroup {directory}")
+        return Cgroup(2, directory, directory)
+    found = {}
+    for controller in ("memory", "cpu"):
+        directory = root / controller / path
+        if create:
+            directory.mkdir(parents=True, exist_ok=True)
+        if not directory.is_dir():
+            raise FileNotFoundError(f"no cgroup {directory}")
+        found[controller] = directory
+    return Cgroup(1, **found)
+
+
+def read_limits(group: Cgroup) -> CgroupLimits:
+    """The memory and CPU limits a group has now; None where it has none."""
+    memory = cpus = None
+    if group.memory is not None:
+        if group.version == 2:
+            text = (group.memory / "memory.max").read_text().strip()
+            memory = None if text == "max" else int(text)
+        else:
+            value = int((group.memory / "memory.limit_in_bytes").read_text())
+            memory = None if value >= _V1_UNLIMITED_ABOVE else value
+    if group.cpu is not None:
+        if group.version == 2:
+            quota, period = (group.cpu / "cpu.max").read_text().split()
+        else:
+            quota = (group.cpu / "cpu.cfs_quota_us").read_text().strip()
+            period = (group.cpu / "cpu.cfs_period_us").read_text().strip()
+        cpus = None if quota in ("max", "-1") else int(quota) / int(period)
+    return CgroupLimits(memory_bytes=memory, cpus=cpus)
+
+
+def write_limits(group: Cgroup, limits: CgroupLimits) -> None:
+    """Give an existing group `limits`: None lifts that limit (unlike `make_cgroup`)."""
+    memory, cpus = limits.memory_bytes, limits.cpus
+    if group.memory is not None and group.version == 2:
+        (group.memory / "memory.max").write_text("max" if memory is None else str(memory))
+        with contextlib.suppress(OSError):
+            (group.memory / "memory.swap.max").write_text("max" if memory is None else "0")
+    elif group.memory is not None:
+        # memory+swap may never be below memory: lift it first, then cap both.
+        memsw = group.memory / "memory.memsw.limit_in_bytes"
+        with contextlib.suppress(OSError):
+            memsw.write_text("-1")
+        (group.memory / "memory.limit_in_bytes").write_text("-1" if memory is None else str(memory))
+        if memory is not None:
+            with contextlib.suppress(OSError):  # only with swap accounting
+                memsw.write_text(str(memory))
+    quota = "max" if cpus is None else str(int(cpus * CPU_PERIOD_MICROSECONDS))
+    if group.cpu is not None and group.version == 2:
+        (group.cpu / "cpu.max").write_text(f"{quota} {CPU_PERIOD_MICROSECONDS}")
+    elif group.cpu is not None:
+        (group.cpu / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_MICROSECONDS))
+        (group.cpu / "cpu.cfs_quota_us").write_text("-1" if cpus is None else quota)
+
+
+def reset_memory_peak(group: Cgroup) -> None:
+    """Start the group's peak memory use anew (v1; v2 from Linux 6.12)."""
+    if group.memory is None:
+        return
+    for name in ("memory.max_usage_in_bytes", "memory.memsw.max_usage_in_bytes", "memory.peak"):
+        with contextlib.suppress(OSError):
+            (group.memory / name).write_text("0")
+
+
+def memory_peak(group: Cgroup) -> int:
+    """The most memory the group used since `reset_memory_peak` (0: not known).
+
+    On v1 an OOM kill is counted only in the killed process's own group, not its parents': a
+    parent's peak at its limit is what shows that a child ran into the parent's limit.
+    """
+    name = "memory.peak" if group.version == 2 else "memory.max_usage_in_bytes"
+    if group.memory is None:
+        return 0
+    try:
+        return int((group.memory / name).read_text())
+    except (OSError, ValueError):
+        return 0
