@@ -33,6 +33,15 @@ class InstanceStatus:
     oom_killed: bool = False
 
 
+@dataclass(frozen=True)
+class InstanceUsage:
+    """What an instance uses now: CPU in percent of one core (200.0 is two cores busy) over a
+    short window, and resident memory in bytes (page cache the kernel can drop not counted)."""
+
+    cpu_percent: float
+    memory_bytes: int
+
+
 class Runtime(ABC):
     """Starts, watches and stops instances of releases. All addresses are loopback ones.
 
@@ -84,3 +93,7 @@ class Runtime(ABC):
     async def thaw(self, instance: Instance) -> None:
         """Let a frozen instance run again; one that is not frozen, or gone, is left as it is."""
         return None  # a runtime that cannot freeze has nothing to thaw
+
+    async def usage(self, instance: Instance) -> InstanceUsage | None:
+        """The instance's CPU and memory use now (read-only); None when unknown or gone."""
+        return None  # a runtime that cannot measure says so

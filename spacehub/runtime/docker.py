@@ -16,7 +16,13 @@ from docker.types import CancellableStream, LogConfig
 from spacehub.core.errors import NotFound, SpacehubError
 from spacehub.core.names import subdomain_label
 from spacehub.core.release import AppSpec
-from spacehub.runtime.base import Instance, InstanceState, InstanceStatus, Runtime
+from spacehub.runtime.base import (
+    Instance,
+    InstanceState,
+    InstanceStatus,
+    InstanceUsage,
+    Runtime,
+)
 
 DATA_PATH = "/data"
 log = logging.getLogger(__name__)
@@ -108,6 +114,23 @@ def split_lines(chunks: Iterable[bytes]) -> Iterator[str]:
         yield pending.decode("utf-8", errors="replace").rstrip("\r")
 
 
+def usage_from_stats(sample: dict[str, Any]) -> InstanceUsage | None:
+    """CPU % and memory from one answer of the engine's stats, computed as `docker stats` does
+    (CPU: the container's share of the host's time between two samples times the CPUs; memory:
+    usage less inactive file pages). None for a container that is not running."""
+    cpu, before = sample.get("cpu_stats") or {}, sample.get("precpu_stats") or {}
+    memory = sample.get("memory_stats") or {}
+    if "usage" not in memory or "system_cpu_usage" not in cpu:
+        return None
+    cpu_delta = cpu["cpu_usage"]["total_usage"] - before.get("cpu_usage", {}).get("total_usage", 0)
+    system_delta = cpu["system_cpu_usage"] - before.get("system_cpu_usage", 0)
+    cpus = cpu.get("online_cpus") or len(cpu["cpu_usage"].get("percpu_usage") or ()) or 1
+    percent = cpu_delta / system_delta * cpus * 100.0 if cpu_delta > 0 and system_delta > 0 else 0.0
+    used, stats = memory["usage"], memory.get("stats") or {}
+    inactive = stats.get("total_inactive_file", stats.get("inactive_file", 0))  # v1, else v2
+    return InstanceUsage(percent, used - inactive if inactive < used else used)
+
+
 class DockerRuntime(Runtime):
     """Containers on a private bridge network, labelled `<label_prefix>.space` and `.commit`.
 
@@ -184,6 +207,19 @@ class DockerRuntime(Runtime):
 
     async def thaw(self, instance: Instance) -> None:
         await anyio.to_thread.run_sync(self._pause, instance.state["container_id"], False)
+
+    async def usage(self, instance: Instance) -> InstanceUsage | None:
+        """One `docker stats --no-stream`: the engine takes two samples about a second apart."""
+        return await anyio.to_thread.run_sync(
+            self._usage, instance.state["container_id"], abandon_on_cancel=True
+        )
+
+    def _usage(self, container_id: str) -> InstanceUsage | None:
+        try:
+            sample = self.client.api.stats(container_id, stream=False)
+        except (docker.errors.NotFound, docker.errors.APIError):
+            return None
+        return usage_from_stats(sample)
 
     def _pause(self, container_id: str, pause: bool) -> bool:
         # One API call, no inspect first: a wake waits for this.

@@ -50,13 +50,23 @@ from spacehub.core.release import (
     Limits,
     VenvManifest,
 )
-from spacehub.runtime.base import Instance, InstanceState, InstanceStatus, Runtime
+from spacehub.runtime.base import (
+    Instance,
+    InstanceState,
+    InstanceStatus,
+    InstanceUsage,
+    Runtime,
+)
 
 log = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.1"
 STOP_GRACE_SECONDS = 5.0
 DATA_MOUNT = "/data"
 _FOLLOW_POLL_SECONDS = 0.3
+USAGE_WINDOW_SECONDS = 0.25  # a first CPU reading: two samples this far apart
+_USAGE_SAMPLE_MAX_AGE = 60.0  # an older previous sample is not used: a fresh window is taken
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 @dataclass(frozen=True)
@@ -135,6 +145,7 @@ class LocalRuntime(Runtime):
         self.cgroups = cgroup_v2_writable() if use_cgroups is None else use_cgroups
         self.cgroup_parent = CGROUP_ROOT / f"spacehub-{platform_id or 'default'}"
         self._children: dict[int, subprocess.Popen] = {}
+        self._cpu_samples: dict[str, tuple[float, int]] = {}  # instance id: (monotonic, ticks)
 
     async def deploy(self, spec: AppSpec) -> Instance:
         return (await anyio.to_thread.run_sync(self._deploy, spec)).instance()
@@ -189,6 +200,33 @@ class LocalRuntime(Runtime):
 
     async def thaw(self, instance: Instance) -> None:
         await anyio.to_thread.run_sync(self._signal, instance.state, signal.SIGCONT)
+
+    async def usage(self, instance: Instance) -> InstanceUsage | None:
+        """Summed over the instance's processes (its cgroup, else its process group): resident
+        memory from /proc/PID/statm, CPU from utime+stime since the last reading."""
+        return await anyio.to_thread.run_sync(self._usage, instance.state)
+
+    def _usage(self, state: dict[str, Any]) -> InstanceUsage | None:
+        record = self._read_record(state["instance_id"])
+        if record is None or not self._alive(record):
+            self._cpu_samples.pop(state["instance_id"], None)
+            return None
+        previous = self._cpu_samples.get(record.id)
+        if previous is None or time.monotonic() - previous[0] > _USAGE_SAMPLE_MAX_AGE:
+            previous = (time.monotonic(), _cpu_ticks(self._processes(record)))
+            time.sleep(USAGE_WINDOW_SECONDS)
+        pids = self._processes(record)
+        now = (time.monotonic(), _cpu_ticks(pids))
+        self._cpu_samples[record.id] = now
+        # A process that ended between the samples takes its ticks along: never below zero.
+        seconds = max(now[1] - previous[1], 0) / _CLOCK_TICKS
+        percent = seconds / max(now[0] - previous[0], 1e-3) * 100.0
+        return InstanceUsage(percent, sum(_resident_bytes(pid) for pid in pids))
+
+    def _processes(self, record: InstanceRecord) -> set[int]:
+        if record.cgroup:
+            return Cgroup.v2(Path(record.cgroup)).processes()
+        return _process_group(record.pid)
 
     def _signal(self, state: dict[str, Any], sig: signal.Signals) -> bool:
         record = self._read_record(state["instance_id"])
@@ -454,6 +492,41 @@ def _label(space_id: str) -> str:
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
+
+
+def _process_group(pgid: int) -> set[int]:
+    """The pids whose process group is `pgid` (field 5 of /proc/PID/stat)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        fields = _stat_fields(int(entry.name)) if entry.name.isdigit() else None
+        if fields is not None and int(fields[2]) == pgid:
+            found.add(int(entry.name))
+    return found
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat from field 3 on (after the command name, which may hold spaces)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def _cpu_ticks(pids: set[int]) -> int:
+    """utime + stime (fields 14 and 15) of these processes, in clock ticks."""
+    total = 0
+    for pid in pids:
+        if (fields := _stat_fields(pid)) is not None:
+            total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def _resident_bytes(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE_SIZE
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def _limiter(limits: Limits, cgroup: Cgroup | None) -> Callable[[], None]:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from anyio import to_thread
 from fastapi import APIRouter, Query
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from spacehub.platform.dashboard.console import build_queue, every_space
 from spacehub.platform.dashboard.rendering import (
@@ -22,6 +22,7 @@ from spacehub.platform.dashboard.rendering import (
 from spacehub.platform.models import MemberRole, TokenRole, User
 from spacehub.platform.services import accounts, builds, spaces
 from spacehub.platform.services.disk import measure_disk
+from spacehub.platform.usage import cached_space_usage, space_usage
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 SPACES_PER_PAGE = 100
@@ -57,6 +58,7 @@ def console(page: PageDep, p: Annotated[int, Query(ge=0, le=100_000)] = 0) -> Re
             "runtime": runtime,
             "loops": {name: asdict(record) for name, record in platform.loops.items()},
             "healthy": all(record.running for record in platform.loops.values()),
+            "usage": cached_space_usage(platform),
         },
     )
 
@@ -67,6 +69,15 @@ async def disk(page: PageDep) -> Response:
     await to_thread.run_sync(admin_only, page)
     usage = await to_thread.run_sync(measure_disk, page.platform)
     return render(page, "admin_disk.html", {"usage": usage, "data_dir": page.settings.data_dir})
+
+
+@router.get("/usage")
+async def usage(page: PageDep) -> Response:
+    """CPU % and memory (MiB) of every running space, which the console polls; null: unknown."""
+    await to_thread.run_sync(admin_only, page)
+    measured = await space_usage(page.platform)
+    body = {space_id: asdict(found) if found else None for space_id, found in measured.items()}
+    return JSONResponse({"spaces": body}, headers={"Cache-Control": "no-store"})
 
 
 @router.post("/users")

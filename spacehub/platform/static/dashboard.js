@@ -69,7 +69,30 @@ function watchStage(badge) {
   setTimeout(poll, 1500);
 }
 
+// The admin console's spaces table: CPU % and memory of each running space; "—" for the rest.
+function watchUsage(table) {
+  async function poll() {
+    try {
+      const answer = await fetch(table.dataset.usageUrl, { credentials: "same-origin", cache: "no-store" });
+      if (answer.ok) {
+        const spaces = (await answer.json()).spaces;
+        table.querySelectorAll("tr[data-space]").forEach((row) => {
+          const figures = spaces[row.dataset.space];
+          row.querySelector("[data-cpu]").textContent = figures ? figures.cpu_percent.toFixed(1) + " %" : "—";
+          row.querySelector("[data-memory]").textContent = figures ? Math.round(figures.memory_mib) + " MiB" : "—";
+        });
+      }
+    } catch (failure) {
+      // the platform restarts or the network is down: try again at the next tick
+    }
+    setTimeout(poll, document.hidden ? 10000 : 2500);
+  }
+  poll();
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   const badge = document.querySelector("[data-runtime-url]");
   if (badge) watchStage(badge);
+  const spaces = document.querySelector("[data-usage-url]");
+  if (spaces) watchUsage(spaces);
 });
