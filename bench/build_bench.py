@@ -143,13 +143,16 @@ class Builds:
         if no_cache:
             command.append("--no-cache")
         started = time.monotonic()
-        subprocess.run(
+        done = subprocess.run(
             [*command, str(context)],
             env=cli_environment(self.config),
-            check=True,
             capture_output=True,
+            text=True,
             timeout=BUILD_TIMEOUT,
+            check=False,
         )
+        if done.returncode != 0:
+            raise SystemExit(f"the baseline build of {context} failed:\n{done.stderr[-3000:]}")
         return time.monotonic() - started
 
     def cleanup(self) -> None:
@@ -163,20 +166,26 @@ class Builds:
         finally:
             client.close()
         # The cold builds' cache mounts: records of uv's cache this run made (BuildKit names
-        # neither the mount's id nor its space in a record: new ones are ours).
-        ours = [
-            record
-            for record, target in (cache_mount_ids().items())
-            if record not in self.cache_mounts_before and target == "/root/.cache/uv"
-        ]
-        for record in ours if self.namespaces else []:  # the engine takes one id at a time
-            subprocess.run(
-                [self.cli.path, "builder", "prune", "--force", "--filter", f"id={record}"],
-                env=cli_environment(self.config),
-                capture_output=True,
-                timeout=300,
-                check=False,
-            )
+        # neither the mount's id nor its space in a record: new ones are ours). A mount is
+        # released a moment after its build: one still in use is tried again.
+        for _ in range(10):
+            ours = [
+                record
+                for record, target in cache_mount_ids().items()
+                if record not in self.cache_mounts_before and target == "/root/.cache/uv"
+            ]
+            if not ours or not self.namespaces:
+                return
+            for record in ours:  # the engine takes one id at a time
+                subprocess.run(
+                    [self.cli.path, "builder", "prune", "--force", "--filter", f"id={record}"],
+                    env=cli_environment(self.config),
+                    capture_output=True,
+                    timeout=300,
+                    check=False,
+                )
+            time.sleep(1)
+        progress(f"could not remove the cache mounts {', '.join(ours)}: see docker system df -v")
 
 
 def cache_mount_ids() -> dict[str, str]:
