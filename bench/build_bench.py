@@ -60,6 +60,11 @@ WORKDIR /home/user/app
 COPY --chown=user app/ .
 CMD ["python", "app.py"]
 """
+# How BuildKit describes the dependency steps of the cold builds (ours and the baseline's).
+COLD_STEPS = (
+    "mount / from exec /bin/sh -c . /run/spacehub-build/env",
+    "mount / from exec /bin/sh -c pip install --no-cache-dir --cert /tmp/ca.crt",
+)
 SMALL_PACKAGE = "humanize==4.12.3"  # pure Python, no dependencies
 # What a user does by hand to build docker-fastapi behind the same TLS-inspecting network.
 BASELINE_CA_LINES = "COPY ca.crt /tmp/ca.crt\nENV PIP_CERT=/tmp/ca.crt\n"
@@ -85,6 +90,7 @@ class Builds:
         self.namespaces: list[str] = []
         self.exports = 0
         self.cache_mounts_before = cache_mount_ids()
+        self.records_before = {record["ID"] for record in build_cache_records()}
         self.config = root / "docker-config"
         self.config.mkdir()
 
@@ -165,6 +171,7 @@ class Builds:
                             client.images.remove(tag, force=True)
         finally:
             client.close()
+        self.prune_cold_layers()
         # The cold builds' cache mounts: records of uv's cache this run made (BuildKit names
         # neither the mount's id nor its space in a record: new ones are ours). A mount is
         # released a moment after its build: one still in use is tried again.
@@ -187,16 +194,50 @@ class Builds:
             time.sleep(1)
         progress(f"could not remove the cache mounts {', '.join(ours)}: see docker system df -v")
 
+    def prune_cold_layers(self) -> None:
+        """Remove the layers this run's cold builds left in BuildKit's cache (GBs a run):
+        new records of their dependency steps, children first (the engine keeps a parent)."""
+        records = build_cache_records()
+        children: dict[str, list[str]] = {}
+        for record in records:
+            if record.get("Parent"):
+                children.setdefault(record["Parent"], []).append(record["ID"])
+        in_use = {record["ID"] for record in records if record.get("InUse")}
+        order: list[str] = []
+
+        def children_first(record_id: str) -> None:
+            for child in children.get(record_id, []):
+                children_first(child)
+            if record_id not in order and record_id not in in_use:
+                order.append(record_id)
+
+        for record in records:
+            description = record.get("Description") or ""
+            if record["ID"] not in self.records_before and description.startswith(COLD_STEPS):
+                children_first(record["ID"])
+        for record_id in order:
+            subprocess.run(
+                [self.cli.path, "builder", "prune", "--force", "--filter", f"id={record_id}"],
+                env=cli_environment(self.config),
+                capture_output=True,
+                timeout=300,
+                check=False,
+            )
+
+
+def build_cache_records() -> list[dict]:
+    """The engine's BuildKit cache records (id, type, description, parent, in use, ...)."""
+    client = docker.APIClient(timeout=120)
+    try:
+        return client.df().get("BuildCache") or []
+    finally:
+        client.close()
+
 
 def cache_mount_ids() -> dict[str, str]:
     """The engine's BuildKit cache-mount records: id → the path they are mounted on."""
-    client = docker.APIClient(timeout=120)
-    try:
-        usage = client.df()
-    finally:
-        client.close()
     found = {}
-    for record in usage.get("BuildCache") or []:
+    for record in build_cache_records():
         if record.get("Type") == "exec.cachemount":
             words = (record.get("Description") or "").split()
             found[record["ID"]] = words[2] if len(words) > 2 else ""
