@@ -183,14 +183,8 @@ class Builds:
             ]
             if not ours or not self.namespaces:
                 return
-            for record in ours:  # the engine takes one id at a time
-                subprocess.run(
-                    [self.cli.path, "builder", "prune", "--force", "--filter", f"id={record}"],
-                    env=cli_environment(self.config),
-                    capture_output=True,
-                    timeout=300,
-                    check=False,
-                )
+            for record in ours:
+                self.prune_record(record)
             time.sleep(1)
         progress(f"could not remove the cache mounts {', '.join(ours)}: see docker system df -v")
 
@@ -216,13 +210,17 @@ class Builds:
             if record["ID"] not in self.records_before and description.startswith(COLD_STEPS):
                 children_first(record["ID"])
         for record_id in order:
-            subprocess.run(
-                [self.cli.path, "builder", "prune", "--force", "--filter", f"id={record_id}"],
-                env=cli_environment(self.config),
-                capture_output=True,
-                timeout=300,
-                check=False,
-            )
+            self.prune_record(record_id)
+
+    def prune_record(self, record_id: str) -> None:
+        """Remove one BuildKit cache record (the engine takes one id filter at a time)."""
+        subprocess.run(
+            [self.cli.path, "builder", "prune", "--force", "--filter", f"id={record_id}"],
+            env=cli_environment(self.config),
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
 
 
 def build_cache_records() -> list[dict]:
