@@ -1,5 +1,6 @@
 """Every setting of the platform, each also an environment variable `SPACEHUB_<NAME>`."""
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -30,6 +31,8 @@ def parse_duration(value: object) -> object:
     """`30m`, `1h30m`, `90s` or a number of seconds: what the front matter accepts."""
     if not isinstance(value, str):
         return value
+    with contextlib.suppress(ValueError):
+        return float(value)  # plain seconds, fractions too (wake_timeout=2.5)
     seconds = duration_seconds(value)
     if seconds is None:
         raise ValueError(f"{value!r} is not a duration: write seconds, or e.g. 90s, 30m, 1h")
