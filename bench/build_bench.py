@@ -38,7 +38,7 @@ import docker
 
 from bench import local_bench
 from bench.local_bench import TOKEN, greet, wait_until
-from bench.push_bench import fetch, free_port, git
+from bench.push_bench import git
 from spacehub.builder.buildkit import cli_environment, find_buildkit
 from spacehub.builder.dockerfile import DEFAULT_SDK_VERSIONS
 from spacehub.builder.image import ImageBuildOptions, build_image
@@ -364,34 +364,7 @@ class Serve(local_bench.Platform):
     greet-first, which `stop` deletes)."""
 
     def __init__(self, root: Path, base: str, ca_bundle: Path) -> None:
-        self.root = root
-        self.data = root / "data"
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.apps = f"http://localhost:{free_port()}"
-        env = {
-            **os.environ,
-            "SPACEHUB_DATA_DIR": str(self.data),
-            "SPACEHUB_PORT": str(self.port),
-            "SPACEHUB_APPS_PORT": self.apps.rsplit(":", 1)[1],
-            "SPACEHUB_SSH_PORT": str(free_port()),
-            "SPACEHUB_ADMIN_TOKEN": TOKEN,
-            "SPACEHUB_RUNTIME": "docker",
-            "SPACEHUB_BASE_IMAGE": base,
-            "SPACEHUB_BUILD_CA_BUNDLE": str(ca_bundle),
-        }
-        self.log = root / "serve.log"
-        with self.log.open("wb") as output:
-            self.serve = subprocess.Popen(
-                [sys.executable, "-m", "spacehub", "serve"],
-                env=env,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
-        wait_until(lambda: fetch(f"{self.base}/api/spaces") is not None, 60, "spacehub serve")
-
-    def app_url(self, name: str) -> str:
-        return f"{self.apps}/apps/admin/{name}/"
+        super().__init__(root, "docker", base_image=base, build_ca_bundle=str(ca_bundle))
 
 
 def answers_http(url: str) -> bool:

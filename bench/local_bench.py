@@ -156,23 +156,28 @@ class ByHand:
 
 
 class Platform:
-    """A `spacehub serve --runtime local` of our own, and the spaces pushed to it."""
+    """A `spacehub serve` of our own on free loopback ports (runtime `local` unless told),
+    and the spaces pushed to it."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, runtime: str = "local", **settings: str) -> None:
         self.root = root
         self.data = root / "data"
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
+        apps_port = free_port()
+        self.apps = f"http://localhost:{apps_port}"  # the apps origin: no redirect from base
         env = {
             **os.environ,
             "SPACEHUB_DATA_DIR": str(self.data),
             "SPACEHUB_PORT": str(self.port),
-            "SPACEHUB_SSH_PORT": "0",  # this bench pushes over HTTP; leave 2222 to others
+            "SPACEHUB_APPS_PORT": str(apps_port),
+            "SPACEHUB_SSH_PORT": "0",  # the benches push over HTTP; leave 2222 to others
             "SPACEHUB_ADMIN_TOKEN": TOKEN,
-            "SPACEHUB_RUNTIME": "local",
+            "SPACEHUB_RUNTIME": runtime,
         }
         if CA_BUNDLE.is_file():
             env["SPACEHUB_BUILD_CA_BUNDLE"] = str(CA_BUNDLE)
+        env.update({f"SPACEHUB_{name.upper()}": value for name, value in settings.items()})
         self.log = root / "serve.log"
         with self.log.open("wb") as output:
             self.serve = subprocess.Popen(
@@ -194,7 +199,7 @@ class Platform:
             return answer.read().decode()
 
     def app_url(self, name: str) -> str:
-        return f"{self.base}/apps/admin/{name}/"
+        return f"{self.apps}/apps/admin/{name}/"
 
     def create_and_push(self, name: str) -> tuple[Path, float, dict[str, float]]:
         """A new space holding the example; seconds from `git push` until its page answers,
