@@ -61,6 +61,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(pytest.mark.skip(reason="no Docker engine answers"))
 
 
+CHROMIUM = Path(os.environ.get("SPACEHUB_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Debian's Chromium driven by Playwright; missing: a skip, or a failure when CI=true."""
+    if not CHROMIUM.exists():
+        message = f"no Chromium at {CHROMIUM}: scripts/test installs Debian's chromium package"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
 FAILURE_NOTES = pytest.StashKey[list[tuple[str, Callable[[], str]]]]()
 
 

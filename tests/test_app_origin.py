@@ -10,7 +10,6 @@ that app alone. Removing a member, revoking a token or disabling a user closes t
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -19,14 +18,6 @@ from huggingface_hub import CommitOperationAdd, HfApi
 from spacehub.platform.app_tickets import AppSigner
 from tests.conftest import ADMIN_TOKEN, Platform, start_platform, stop_cleanly, wait_for
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 # What an app's script finds out about the dashboard it was opened from, reported in its title.
 SPY_PAGE = """<!doctype html>
 <html lang="fr"><head><meta charset="utf-8"><title>en cours…</title></head>
@@ -129,18 +120,6 @@ def test_the_api_never_lets_a_foreign_origin_read_with_credentials(served: Platf
 
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (scripts/test installs it)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 def test_an_apps_script_cannot_read_or_use_the_dashboard_session(served: Platform, browser):

@@ -19,7 +19,6 @@ import pytest
 from spacehub.platform.dashboard.starters import EXAMPLE_FOLDERS, starter_files
 from tests.conftest import (
     EXAMPLES,
-    IN_CI,
     Platform,
     commit_all,
     explain_failure,
@@ -32,14 +31,6 @@ from tests.conftest import (
     wait_for,
 )
 
-CHROMIUM = Path(os.environ.get("SPACEHUB_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 TIMEOUT_MS = 60_000
 APP_PAGE = """<!doctype html>
@@ -52,22 +43,6 @@ APP_SCRIPT = """document.getElementById("more").addEventListener("click", () => 
   out.textContent = String(Number(out.textContent) + 1);
 });
 """
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    """Debian's Chromium; missing: a skip, or a failure when CI=true."""
-    if not CHROMIUM.exists():
-        message = f"no Chromium at {CHROMIUM}: scripts/test installs Debian's chromium package"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")

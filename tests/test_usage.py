@@ -24,7 +24,7 @@ from tests.conftest import (
     start_platform,
     wait_for,
 )
-from tests.test_dashboard import browser, new_page, sign_in_with_token  # noqa: F401 (fixture)
+from tests.test_dashboard import new_page, sign_in_with_token
 from tests.test_runtime_conformance import clean_up, runtime_settings
 
 MIB = 1024 * 1024
@@ -130,7 +130,7 @@ def check_usage_in_console(chromium, platform: Platform, tmp_path: Path, app: st
 
 
 @pytest.mark.parametrize("runtime", [pytest.param("docker", marks=pytest.mark.docker), "local"])
-def test_the_console_shows_a_gradio_space_s_cpu_and_memory(browser, runtime, tmp_path, request):  # type: ignore[no-untyped-def]  # noqa: F811
+def test_the_console_shows_a_gradio_space_s_cpu_and_memory(browser, runtime, tmp_path, request):  # type: ignore[no-untyped-def]
     platform = start_platform(tmp_path / "data", **runtime_settings(runtime))
     explain_failure(request.node, "platform log (tail)", lambda: platform.log()[-6000:])
     try:
