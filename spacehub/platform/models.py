@@ -1,4 +1,4 @@
-"""Tables: users (and orgs), tokens, SSH keys, spaces, builds, secrets, variables."""
+"""Tables: users (and orgs), tokens, SSH keys, spaces, builds, secrets, variables, sources."""
 
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -164,4 +164,29 @@ class Variable(SQLModel, table=True):
     key: str = Field(max_length=100)
     value: str
     description: str | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class SpaceSource(SQLModel, table=True):
+    """An external git repository (GitHub, Gitea, …) and branch that a space follows.
+
+    Its push webhook, signed with `webhook_secret_encrypted` (Fernet ciphertext of the HMAC
+    key), makes the platform fetch the pushed commit into the space's `main`. A deploy token or
+    SSH key for a private source is ciphertext too; neither value is ever returned.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    space_id: int = Field(foreign_key="space.id", index=True, unique=True)
+    url: str = Field(max_length=2000)
+    branch: str = Field(default="main", max_length=255)
+    webhook_secret_encrypted: str
+    credential_kind: str | None = Field(default=None, max_length=16)  # "token" or "ssh_key"
+    credential_encrypted: str | None = None
+    # The last delivery: its id, the commit it named, what came of it, and why it failed.
+    last_delivery: str | None = Field(default=None, max_length=100)
+    last_commit: str | None = Field(default=None, max_length=40)
+    last_status: str | None = Field(default=None, max_length=16)
+    last_error: str | None = None
+    last_delivery_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)

@@ -7,7 +7,7 @@ from spacehub.core.hardware import DEFAULT_FLAVOR, flavor
 from spacehub.core.names import subdomain_label, validate_label, validate_name
 from spacehub.core.space_config import SDKS
 from spacehub.core.stages import Stage
-from spacehub.platform.models import Build, Secret, Space, User, Variable, utcnow
+from spacehub.platform.models import Build, Secret, Space, SpaceSource, User, Variable, utcnow
 from spacehub.platform.services import desired
 from spacehub.platform.services.accounts import Caller, can_read, org_names
 
@@ -118,7 +118,7 @@ def list_visible_spaces(
 
 
 def delete_space(session: Session, space: Space) -> None:
-    for model in (Build, Secret, Variable):
+    for model in (Build, Secret, Variable, SpaceSource):
         for row in session.exec(select(model).where(model.space_id == space.id)):
             session.delete(row)
     # No ORM relationships tell the flush to delete the rows pointing at the space first.
