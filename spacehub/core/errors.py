@@ -59,6 +59,10 @@ class Unprocessable(SpacehubError):
     """Well-formed input that breaks a rule (422)."""
 
 
+class UpstreamFailed(SpacehubError):
+    """A service the platform relies on for this request failed: e.g. a git host (502)."""
+
+
 class InvalidConfig(SpacehubError):
     """README.md front matter that cannot be used; `line` is 1-based within README.md."""
 

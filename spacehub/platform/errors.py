@@ -30,6 +30,7 @@ STATUS: list[tuple[type[errors.SpacehubError], int]] = [
     (errors.Unprocessable, 422),
     (errors.InvalidConfig, 422),
     (errors.NoAppFile, 422),
+    (errors.UpstreamFailed, 502),
 ]
 
 
