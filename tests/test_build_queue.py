@@ -2,6 +2,7 @@
 
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import Engine
@@ -9,7 +10,7 @@ from sqlmodel import Session, select
 
 from spacehub.core.stages import Stage
 from spacehub.platform.db import session_scope
-from spacehub.platform.models import Build, BuildStatus, Space, User
+from spacehub.platform.models import Build, BuildStatus, BuildWorker, Space, User, utcnow
 from spacehub.platform.services import accounts, builds, spaces
 from tests.test_database import database_url, engine  # noqa: F401 (fixtures)
 
@@ -263,6 +264,58 @@ def test_requeue_interrupted_only_touches_the_workers_named(session: Session, ow
     assert builds_by_status(session, theirs) == {"running": [C1]}
     assert builds.requeue_interrupted(session) == 1
     assert builds.requeue_interrupted(session) == 0
+
+
+def test_a_live_workers_build_stays_and_a_lapsed_workers_build_is_handed_back(
+    session: Session, owner: User
+) -> None:
+    alive = new_space(session, owner, "alive")
+    lapsed = new_space(session, owner, "lapsed")
+    builds.enqueue(session, alive, C1)
+    builds.claim(session, "machine-a:10:0")
+    builds.enqueue(session, lapsed, C1)
+    builds.claim(session, "machine-b:20:0")
+    builds.beat(session, "machine-a:10")
+    builds.beat(session, "machine-b:20")
+    lapse = timedelta(seconds=30)
+    assert builds.hand_back_abandoned(session, lapse) == 0  # both beat just now
+    stale = session.get(BuildWorker, "machine-b:20")
+    stale.heartbeat_at = utcnow() - timedelta(seconds=31)
+    session.add(stale)
+    session.commit()
+    assert builds.hand_back_abandoned(session, lapse) == 1
+    assert builds_by_status(session, alive) == {"running": [C1]}
+    assert builds_by_status(session, lapsed) == {"queued": [C1]}
+    assert session.get(BuildWorker, "machine-b:20") is None  # a lapsed worker is forgotten
+    assert builds.claim(session, "machine-a:10:1").space_id == lapsed.id
+    assert builds.hand_back_abandoned(session, lapse) == 0
+
+
+def test_a_build_whose_worker_never_beat_or_is_gone_is_handed_back(
+    session: Session, owner: User
+) -> None:
+    silent = new_space(session, owner, "silent")
+    gone = new_space(session, owner, "gone")
+    builds.enqueue(session, silent, C1)
+    builds.claim(session, "machine-a:10:0")  # no heartbeat at all: a worker from before them
+    builds.enqueue(session, gone, C1)
+    builds.claim(session, "machine-c:30:0")
+    builds.beat(session, "machine-c:30")
+    lapse = timedelta(seconds=30)
+    assert builds.hand_back_abandoned(session, lapse, lambda worker: worker == "machine-c:30") == 2
+    assert builds_by_status(session, silent) == {"queued": [C1]}
+    assert builds_by_status(session, gone) == {"queued": [C1]}
+
+
+def test_a_worker_knows_when_its_build_was_handed_back(session: Session, owner: User) -> None:
+    space = new_space(session, owner)
+    builds.enqueue(session, space, C1)
+    build = builds.claim(session, "machine-a:10:0")
+    assert builds.still_claimed(session, build.id, "machine-a:10:0")
+    assert builds.hand_back_abandoned(session, timedelta(seconds=30)) == 1
+    assert not builds.still_claimed(session, build.id, "machine-a:10:0")
+    builds.claim(session, "machine-b:20:0")
+    assert not builds.still_claimed(session, build.id, "machine-a:10:0")
 
 
 def test_concurrent_enqueues_leave_one_queued_build(

@@ -143,6 +143,15 @@ class Build(SQLModel, table=True):
     log_path: str | None = None
 
 
+class BuildWorker(SQLModel, table=True):
+    """A process that runs builds (`serve` or a `spacehub worker`, on any machine) and its
+    heartbeat: a running build is handed back to the queue only once its worker's lapsed."""
+
+    name: str = Field(primary_key=True, max_length=100)  # `host:pid`, as in Build.claimed_by
+    started_at: datetime = Field(default_factory=utcnow)
+    heartbeat_at: datetime = Field(default_factory=utcnow)
+
+
 class Secret(SQLModel, table=True):
     """A space secret; `value_encrypted` is Fernet ciphertext, the value is never returned."""
 

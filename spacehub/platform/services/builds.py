@@ -1,12 +1,15 @@
 """The build queue in the database: one build at a time per space, newest commit wins."""
 
-from sqlalchemy import update
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from spacehub.core.errors import Conflict
 from spacehub.core.stages import Stage, building_stage
-from spacehub.platform.models import Build, BuildStatus, Space, utcnow
+from spacehub.platform.models import Build, BuildStatus, BuildWorker, Space, utcnow
 
 INTERRUPTED = "interrupted by a platform restart"
 CANCELLED = "build cancelled"
@@ -102,36 +105,99 @@ def finish(session: Session, build: Build, *, error: str | None = None) -> None:
 
 
 def requeue_interrupted(session: Session, worker_prefix: str | None = None) -> int:
-    """On start: builds left running are queued again, or failed when a newer one waits."""
+    """Builds left running (by the workers named `worker_prefix...`, else by anyone) are queued
+    again, or failed when a newer one waits; for a worker that stops, and for tests."""
     statement = select(Build).where(Build.status == BuildStatus.RUNNING)
     if worker_prefix is not None:
         statement = statement.where(col(Build.claimed_by).startswith(worker_prefix))
-    count = 0
-    for build in session.exec(statement).all():
-        if build.error == CANCEL_ASKED:
-            build.status = BuildStatus.FAILED
-            build.error = CANCELLED
-            build.finished_at = utcnow()
-            session.add(build)
-            count += 1
-            continue
-        newer = session.exec(
-            select(Build).where(
-                Build.space_id == build.space_id, Build.status == BuildStatus.QUEUED
-            )
-        ).first()
-        if newer is None:
-            build.status = BuildStatus.QUEUED
-            build.claimed_by = None
-            build.started_at = None
-        else:
-            build.status = BuildStatus.FAILED
-            build.error = f"{INTERRUPTED}; a newer commit is queued"
-            build.finished_at = utcnow()
-        session.add(build)
-        count += 1
+    return sum(_hand_back(session, build) for build in session.exec(statement).all())
+
+
+def beat(session: Session, worker: str) -> None:
+    """Record that `worker` (a process that runs builds, `host:pid`) is alive now."""
+    now = utcnow()
+    row = session.get(BuildWorker, worker)
+    if row is None:
+        row = BuildWorker(name=worker, started_at=now, heartbeat_at=now)
+    else:
+        row.heartbeat_at = now
+    session.add(row)
     session.commit()
-    return count
+
+
+def leave(session: Session, worker: str) -> None:
+    """A worker that stops cleanly: its row goes (its builds are handed back by itself)."""
+    row = session.get(BuildWorker, worker)
+    if row is not None:
+        session.delete(row)
+        session.commit()
+
+
+def hand_back_abandoned(
+    session: Session, lapse: timedelta, is_gone: Callable[[str], bool] = lambda worker: False
+) -> int:
+    """Running builds whose worker's heartbeat lapsed (or which `is_gone(worker)` says ended,
+    e.g. a dead process on this host) go back to the queue; a live worker's builds stay.
+
+    Any process may call it at any time: each build changes hands with one conditional update.
+    """
+    cutoff = utcnow() - lapse
+    alive = set(
+        session.exec(select(BuildWorker.name).where(col(BuildWorker.heartbeat_at) >= cutoff))
+    )
+    handed_back = 0
+    running = session.exec(select(Build).where(Build.status == BuildStatus.RUNNING)).all()
+    for build in running:
+        worker = worker_process(build.claimed_by or "")
+        if worker in alive and not is_gone(worker):
+            continue
+        handed_back += _hand_back(session, build, reason=f"its worker {worker} stopped answering")
+    session.execute(delete(BuildWorker).where(col(BuildWorker.heartbeat_at) < cutoff))
+    session.commit()
+    return handed_back
+
+
+def worker_process(claimed_by: str) -> str:
+    """`host:pid` of a build worker's name `host:pid:index`."""
+    return claimed_by.rpartition(":")[0]
+
+
+def still_claimed(session: Session, build_id: int, worker: str) -> bool:
+    """Whether `worker` still holds the build: not when it was handed back meanwhile."""
+    build = session.get(Build, build_id, populate_existing=True)
+    return build is not None and build.status == BuildStatus.RUNNING and build.claimed_by == worker
+
+
+def _hand_back(session: Session, build: Build, reason: str = INTERRUPTED) -> int:
+    """Queue a running build again (failed instead when cancelled or when a newer one waits);
+    1 when this call did it, 0 when its row changed meanwhile (another process got there)."""
+    claimed = (
+        col(Build.id) == build.id,
+        col(Build.status) == BuildStatus.RUNNING,
+        col(Build.claimed_by) == build.claimed_by,
+    )
+    ended = {"status": BuildStatus.FAILED, "finished_at": utcnow()}
+    if build.error == CANCEL_ASKED:
+        change = {**ended, "error": CANCELLED}
+    elif _queued_build(session, build.space_id) is not None:
+        change = {**ended, "error": f"{reason}; a newer commit is queued"}
+    else:
+        change = {"status": BuildStatus.QUEUED, "claimed_by": None, "started_at": None}
+    try:
+        result = session.execute(update(Build).where(*claimed).values(**change))
+        session.commit()
+    except IntegrityError:  # a push queued a newer build meanwhile: that one replaces it
+        session.rollback()
+        change = {**ended, "error": f"{reason}; a newer commit is queued"}
+        result = session.execute(update(Build).where(*claimed).values(**change))
+        session.commit()
+    session.refresh(build)
+    return result.rowcount
+
+
+def _queued_build(session: Session, space_id: int) -> Build | None:
+    queued = select(Build).where(Build.space_id == space_id, Build.status == BuildStatus.QUEUED)
+    return session.exec(queued).first()
 
 
 def cancel(session: Session, space: Space) -> list[Build]:
