@@ -18,7 +18,7 @@ from spacehub.platform.context import Platform
 from spacehub.platform.db import session_scope
 from spacehub.platform.deps import CallerDep, PlatformDep, SessionDep, bearer_token
 from spacehub.platform.models import MemberRole, Token, TokenRole, User
-from spacehub.platform.services import accounts
+from spacehub.platform.services import accounts, builds
 from spacehub.platform.services.disk import measure_disk
 
 router = APIRouter(prefix="/api/admin")
@@ -95,6 +95,27 @@ class TokenInfo(BaseModel):
     createdAt: str
     expiresAt: str | None
     lastUsedAt: str | None
+
+
+class WorkerInfo(BaseModel):
+    """A process that runs builds (`serve` or a `spacehub worker`) and its last heartbeat."""
+
+    name: str
+    startedAt: str
+    heartbeatAt: str
+
+
+class QueuedBuildInfo(BaseModel):
+    id: int
+    space: str
+    commit: str
+    status: str
+    claimedBy: str | None = Field(description="`host:pid:index` of the worker running it")
+
+
+class BuildQueueInfo(BaseModel):
+    workers: list[WorkerInfo]
+    builds: list[QueuedBuildInfo]
 
 
 class NewTokenInfo(TokenInfo):
@@ -324,3 +345,29 @@ def revoke_token(token_id: RowId, caller: CallerDep, session: SessionDep) -> Res
     accounts.require_admin(caller, changing=True)
     accounts.revoke_token(session, token_id, keep=caller.token_id)
     return Response(status_code=204)
+
+
+@router.get("/builds", tags=["admin"])
+def build_queue(caller: CallerDep, session: SessionDep) -> BuildQueueInfo:
+    """Running builds, then queued ones, and the workers that run them with their heartbeats."""
+    accounts.require_admin(caller)
+    return BuildQueueInfo(
+        workers=[
+            WorkerInfo(
+                name=worker.name,
+                startedAt=hub_timestamp(worker.started_at),
+                heartbeatAt=hub_timestamp(worker.heartbeat_at),
+            )
+            for worker in builds.workers(session)
+        ],
+        builds=[
+            QueuedBuildInfo(
+                id=build.id,
+                space=build.space_id,
+                commit=build.commit,
+                status=str(build.status),
+                claimedBy=build.claimed_by,
+            )
+            for build in builds.queue(session)
+        ],
+    )

@@ -10,7 +10,7 @@ from anyio import to_thread
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 
-from spacehub.platform.dashboard.console import build_queue, every_space
+from spacehub.platform.dashboard.console import every_space
 from spacehub.platform.dashboard.rendering import (
     FormDep,
     Page,
@@ -54,7 +54,7 @@ def console(page: PageDep, p: Annotated[int, Query(ge=0, le=100_000)] = 0) -> Re
             "spaces": rows[:SPACES_PER_PAGE],
             "more": len(rows) > SPACES_PER_PAGE,
             "p": p,
-            "queue": build_queue(page.session),
+            "queue": builds.queue(page.session),
             "runtime": runtime,
             "loops": {name: asdict(record) for name, record in platform.loops.items()},
             "healthy": all(record.running for record in platform.loops.values()),

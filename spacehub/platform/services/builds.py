@@ -1,6 +1,7 @@
 """The build queue in the database: one build at a time per space, newest commit wins."""
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import delete, update
@@ -9,7 +10,7 @@ from sqlmodel import Session, col, select
 
 from spacehub.core.errors import Conflict
 from spacehub.core.stages import Stage, building_stage
-from spacehub.platform.models import Build, BuildStatus, BuildWorker, Space, utcnow
+from spacehub.platform.models import Build, BuildStatus, BuildWorker, Space, User, utcnow
 
 INTERRUPTED = "interrupted by a platform restart"
 CANCELLED = "build cancelled"
@@ -279,3 +280,32 @@ def _build_of(session: Session, space: Space, status: BuildStatus) -> Build | No
     return session.exec(
         select(Build).where(Build.space_id == space.id, Build.status == status)
     ).first()
+
+
+@dataclass(frozen=True)
+class QueuedBuild:
+    id: int
+    space_id: str
+    commit: str
+    status: BuildStatus
+    claimed_by: str | None
+
+
+def queue(session: Session) -> list[QueuedBuild]:
+    """Running builds, then queued ones, oldest first."""
+    statement = (
+        select(Build, Space.name, User.name)
+        .join(Space, col(Space.id) == Build.space_id)
+        .join(User, col(User.id) == Space.owner_id)
+        .where(col(Build.status).in_([BuildStatus.RUNNING, BuildStatus.QUEUED]))
+        .order_by(col(Build.status).desc(), col(Build.id))
+    )
+    return [
+        QueuedBuild(build.id or 0, f"{owner}/{name}", build.commit, build.status, build.claimed_by)
+        for build, name, owner in session.exec(statement)
+    ]
+
+
+def workers(session: Session) -> list[BuildWorker]:
+    """Processes running builds, by their latest heartbeat (lapsed ones until handed back)."""
+    return list(session.exec(select(BuildWorker).order_by(col(BuildWorker.name))))
