@@ -35,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--apps-domain")
     worker = commands.add_parser("worker", help="run builds only, against the same database")
     worker.add_argument("--data-dir", type=Path)
+    worker.add_argument(
+        "--runtime",
+        choices=["auto", "docker", "local"],
+        help="what serve runs, hence what to build: images (docker) or venvs (local)",
+    )
     base = commands.add_parser(
         "base-image",
         help="provide base images (default: the platform's), pulled or else built offline",
@@ -238,7 +243,7 @@ async def serve_platform(settings: "Settings") -> None:
     gc.freeze()
     print(f"spacehub is serving at {settings.effective_public_url}", flush=True)
     print(f"Apps answer at {settings.effective_apps_url}/apps/{{owner}}/{{name}}/", flush=True)
-    await _print_image_builder(settings, platform.runtime)
+    await _print_image_builder(settings, platform.runtime.name if platform.runtime else "")
     await stop.wait()
     print("spacehub is stopping", flush=True)
     proxy.stop_accepting()
@@ -247,13 +252,13 @@ async def serve_platform(settings: "Settings") -> None:
     proxy.stop()
 
 
-async def _print_image_builder(settings: "Settings", runtime: object) -> None:
+async def _print_image_builder(settings: "Settings", kind: str) -> None:
     """Say which docker CLI builds images, or what to install when none can."""
     from anyio import to_thread
 
     from spacehub.builder.buildkit import NoBuildKit, find_buildkit
 
-    if getattr(runtime, "name", None) != "docker":
+    if kind != "docker":
         return
     try:
         cli = await to_thread.run_sync(find_buildkit, settings.docker_cli)
@@ -263,16 +268,38 @@ async def _print_image_builder(settings: "Settings", runtime: object) -> None:
     print(f"Builds: {cli.description}", flush=True)
 
 
+def release_kind(runtime: str) -> str:
+    """What builds make for a runtime: `docker` builds images, `local` venv releases.
+
+    `auto` is decided as `serve` decides it (Docker when an engine answers), without making a
+    runtime: a build-only process starts, adopts and stops no instance.
+    """
+    if runtime in ("docker", "local"):
+        return runtime
+    from spacehub.runtime.docker import engine_answers
+
+    return "docker" if engine_answers() else "local"
+
+
 async def run_workers(settings: "Settings") -> None:
-    """Builds only, beside a `spacehub serve` that owns the schema, the admin and requeueing."""
-    from spacehub.platform.app import connect_runtime
+    """Builds only, beside a `spacehub serve` that owns the schema, the admin and requeueing.
+
+    It makes no runtime: the releases it records are put live by the supervisor in `serve`.
+    """
     from spacehub.platform.context import Platform
     from spacehub.platform.db import migrate
     from spacehub.platform.worker import run_build_workers
 
     stop = _stop_event()
     platform = Platform.from_settings(settings)
+    # On the loop: nothing else runs on it yet (and a thread started here left the first
+    # SIGTERM of the next half second unanswered under uvloop).
     migrate(platform.engine)
-    platform.runtime = await connect_runtime(settings)
-    await _print_image_builder(settings, platform.runtime)
-    await run_build_workers(platform, settings.build_workers, stop)
+    kind = release_kind(settings.runtime)
+    what = "images" if kind == "docker" else "virtual environments"
+    print(
+        f"spacehub worker: builds {kind} releases ({what}); this process runs no app",
+        flush=True,
+    )
+    await _print_image_builder(settings, kind)
+    await run_build_workers(platform, settings.build_workers, stop, kind)

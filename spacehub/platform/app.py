@@ -47,12 +47,14 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await to_thread.run_sync(prepare_database, platform)
         ssh = await start_ssh_server(platform)
-        platform.runtime = await connect_runtime(settings)
+        runtime = platform.runtime = await connect_runtime(settings)
         supervisor = platform.supervisor = Supervisor(platform)
         await supervisor.adopt()
         stop = asyncio.Event()
         loops: dict[str, Callable[[], Awaitable[None]]] = {
-            "build-workers": lambda: run_build_workers(platform, settings.build_workers, stop),
+            "build-workers": lambda: run_build_workers(
+                platform, settings.build_workers, stop, runtime.name
+            ),
             "supervisor": lambda: supervisor.run(stop),
             "unbuilt-heads": lambda: build_unbuilt_heads(platform, stop),
         }
@@ -139,7 +141,7 @@ def prepare_database(platform: Platform) -> None:
             print(f"It is also stored in {token_file} (mode 0600).")
 
 
-async def connect_runtime(settings: Settings) -> Runtime | None:
+async def connect_runtime(settings: Settings) -> Runtime:
     """`docker` must answer; `local` runs apps as processes; `auto` is Docker if it answers."""
     platform_id = platform_instance_id(settings.data_dir)
     if settings.runtime != "local":

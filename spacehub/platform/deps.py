@@ -41,3 +41,15 @@ def get_caller(request: Request, session: SessionDep) -> Caller:
 
 PlatformDep = Annotated[Platform, Depends(get_platform)]
 CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+def get_caller_briefly(
+    request: Request, platform: Annotated[Platform, Depends(get_platform)]
+) -> Caller:
+    """The caller, read in a session closed before the route runs: for async routes that await
+    long work (a deploy stopped, a space removed) and open their own short sessions."""
+    with session_scope(platform.engine) as session:
+        return caller_for_token(session, bearer_token(request))
+
+
+BriefCallerDep = Annotated[Caller, Depends(get_caller_briefly)]

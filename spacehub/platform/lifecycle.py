@@ -11,6 +11,7 @@ from spacehub.builder.build_context import space_context_dir
 from spacehub.core.errors import Conflict
 from spacehub.core.stages import Stage
 from spacehub.platform.context import Platform
+from spacehub.platform.db import session_scope
 from spacehub.platform.git import lfs_store
 from spacehub.platform.git.first_commit import make_first_commit
 from spacehub.platform.git.history import copy_history
@@ -23,7 +24,7 @@ from spacehub.platform.services import builds, desired, secrets, spaces
 from spacehub.platform.services.spaces import owner_of, set_stage
 
 
-async def create_space(
+def create_space(
     platform: Platform,
     session: Session,
     owner: User,
@@ -31,15 +32,18 @@ async def create_space(
     creator: str | None = None,
     **options: object,
 ) -> Space:
-    """The space and its repository, whose `main` starts with README.md and .gitattributes."""
+    """The space and its repository, whose `main` starts with README.md and .gitattributes.
+
+    Blocking (git and SQL): a plain `def` route, or a thread.
+    """
     space = spaces.create_space(session, owner, name, **options)  # type: ignore[arg-type]
     repo = repo_path(platform.settings.repos_dir, owner.name, name)
     author = Author.user(creator or owner.name)
     try:
-        await to_thread.run_sync(init_bare, repo)
-        head = await to_thread.run_sync(make_first_commit, repo, name, space.sdk, author)
+        init_bare(repo)
+        head = make_first_commit(repo, name, space.sdk, author)
     except Exception:
-        await to_thread.run_sync(lambda: shutil.rmtree(repo, ignore_errors=True))
+        shutil.rmtree(repo, ignore_errors=True)
         spaces.delete_space(session, space)
         raise
     space.head_commit = head
@@ -49,50 +53,85 @@ async def create_space(
     return space
 
 
-async def delete_space(platform: Platform, session: Session, space: Space) -> None:
-    owner = owner_of(session, space)
-    set_stage(session, space, Stage.DELETING)
-    space_id = f"{owner.name}/{space.name}"
+async def delete_space(platform: Platform, space_row_id: int) -> None:
+    """Stop its instances, then remove its files and rows; sessions of its own, in threads."""
+    found = await to_thread.run_sync(_mark_deleting, platform, space_row_id)
+    if found is None:
+        return
+    space_id, paths = found
     if platform.supervisor is not None:
-        assert space.id is not None
-        await platform.supervisor.remove_space(space.id, space_id)
+        await platform.supervisor.remove_space(space_row_id, space_id)
     platform.routes.remove(space_id)
+    await to_thread.run_sync(_remove_space, platform, space_row_id, paths)
+
+
+def _mark_deleting(platform: Platform, space_row_id: int) -> tuple[str, list[Path]] | None:
+    """DELETING; the space's id and the folders that go with it."""
     settings = platform.settings
-    for path in (
-        repo_path(settings.repos_dir, owner.name, space.name),
-        settings.releases_dir / space.label,
-        space_context_dir(settings.build_contexts_dir, space.label),
-    ):
-        await to_thread.run_sync(lambda p=path: shutil.rmtree(p, ignore_errors=True))
-    spaces.delete_space(session, space)
+    with session_scope(platform.engine) as session:
+        space = session.get(Space, space_row_id)
+        if space is None:
+            return None
+        owner = owner_of(session, space)
+        set_stage(session, space, Stage.DELETING)
+        return f"{owner.name}/{space.name}", [
+            repo_path(settings.repos_dir, owner.name, space.name),
+            settings.releases_dir / space.label,
+            space_context_dir(settings.build_contexts_dir, space.label),
+        ]
+
+
+def _remove_space(platform: Platform, space_row_id: int, paths: list[Path]) -> None:
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True)
+    with session_scope(platform.engine) as session:
+        space = session.get(Space, space_row_id)
+        if space is not None:
+            spaces.delete_space(session, space)
 
 
 async def restart_space(platform: Platform, session: Session, space: Space, factory: bool) -> None:
-    """Start the release again (health-gated, by the supervisor); a factory restart rebuilds."""
+    """Start the release again (health-gated, by the supervisor); a factory restart rebuilds.
+
+    The git and database work runs in a thread.
+    """
+    rebuilding = await to_thread.run_sync(_want_restart, platform, session, space, factory)
+    if rebuilding:
+        platform.build_wakeup.set()
+    else:
+        _wake(platform)
+
+
+def _want_restart(platform: Platform, session: Session, space: Space, factory: bool) -> bool:
+    """Record the restart; True when it is a build (factory, or no release yet)."""
     if factory or space.release_ref is None:
         owner = owner_of(session, space)
-        repo = repo_path(platform.settings.repos_dir, owner.name, space.name)
-        head = await to_thread.run_sync(head_commit, repo)
+        head = head_commit(repo_path(platform.settings.repos_dir, owner.name, space.name))
         if head is None:
             raise Conflict("nothing to build yet: push a commit first")
         builds.enqueue(session, space, head, no_cache=factory)
         desired.want_running(session, space)
         if space.stage == Stage.PAUSED:  # a push leaves a paused space paused; a restart does not
             set_stage(session, space, Stage.BUILDING)
-        platform.build_wakeup.set()
-        return
+        return True
     desired.want_restart(session, space)
     publish_route(platform, session, space)
-    _wake(platform)
+    return False
 
 
-async def pause_space(platform: Platform, session: Session, space: Space) -> None:
+async def pause_space(platform: Platform, space_row_id: int) -> None:
     """PAUSED at once; returns once the supervisor has stopped the instance."""
-    desired.want_paused(session, space)
-    publish_route(platform, session, space)
+    await to_thread.run_sync(_want_paused, platform, space_row_id)
     if platform.supervisor is not None:
-        assert space.id is not None
-        await platform.supervisor.settle(space.id)
+        await platform.supervisor.settle(space_row_id)
+
+
+def _want_paused(platform: Platform, space_row_id: int) -> None:
+    with session_scope(platform.engine) as session:
+        space = session.get(Space, space_row_id)
+        if space is not None:
+            desired.want_paused(session, space)
+            publish_route(platform, session, space)
 
 
 def _wake(platform: Platform) -> None:
@@ -156,7 +195,8 @@ async def duplicate_space(
         spaces.delete_space(session, space)
         raise
     publish_route(platform, session, space)
-    await build_new_head(platform, session, space)
+    assert space.id is not None
+    await build_new_head(platform, space.id)
     return space
 
 

@@ -51,14 +51,15 @@ def worker_prefix() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:"
 
 
-async def run_build_workers(platform: Platform, count: int, stop: asyncio.Event) -> None:
+async def run_build_workers(platform: Platform, count: int, stop: asyncio.Event, kind: str) -> None:
     """Run `count` build workers until `stop`; a build still running then is queued again.
 
-    Workers get a short grace to finish; a longer build is abandoned (its Docker build may
-    go on, and fills the cache) and rebuilt by the next worker to claim it.
+    `kind` is what they make: images (`docker`) or venv releases (`local`). Workers get a
+    short grace to finish; a longer build is abandoned (its Docker build may go on, and fills
+    the cache) and rebuilt by the next worker to claim it.
     """
     workers = [
-        asyncio.create_task(run_build_worker(platform, f"{worker_prefix()}{index}", stop))
+        asyncio.create_task(run_build_worker(platform, f"{worker_prefix()}{index}", stop, kind))
         for index in range(count)
     ]
     if not workers:
@@ -68,13 +69,12 @@ async def run_build_workers(platform: Platform, count: int, stop: asyncio.Event)
     for task in unfinished:
         task.cancel()
     await asyncio.gather(*workers, return_exceptions=True)
-    with session_scope(platform.engine) as session:
-        handed_back = builds.requeue_interrupted(session, worker_prefix())
+    handed_back = await to_thread.run_sync(_requeue_interrupted, platform)
     if handed_back:
         log.warning("queued %d interrupted build(s) again for the next start", handed_back)
 
 
-async def run_build_worker(platform: Platform, name: str, stop: asyncio.Event) -> None:
+async def run_build_worker(platform: Platform, name: str, stop: asyncio.Event, kind: str) -> None:
     """Build until `stop` is set; one failing build is recorded and the loop goes on."""
     while not stop.is_set():
         try:
@@ -88,10 +88,15 @@ async def run_build_worker(platform: Platform, name: str, stop: asyncio.Event) -
             await idle(platform.build_wakeup, stop, IDLE_POLL_SECONDS)
             continue
         try:
-            await process_build(platform, build)
+            await process_build(platform, build, kind)
         except Exception as error:
             log.exception("build %s failed unexpectedly", build.id)
-            _fail(platform, build, Stage.BUILD_ERROR, f"internal error: {error}")
+            await _fail_soon(platform, build, Stage.BUILD_ERROR, f"internal error: {error}")
+
+
+def _requeue_interrupted(platform: Platform) -> int:
+    with session_scope(platform.engine) as session:
+        return builds.requeue_interrupted(session, worker_prefix())
 
 
 def _claim(platform: Platform, worker: str) -> Build | None:
@@ -160,17 +165,17 @@ class BuildWatch:
             raise BuildStopped(self.reason)
 
 
-async def process_build(platform: Platform, build: Build) -> None:
-    job = await _prepare(platform, build)
+async def process_build(platform: Platform, build: Build, kind: str) -> None:
+    job = await to_thread.run_sync(_prepare, platform, build)
     if job is None:
         return
     assert job.build.id is not None
     watch = BuildWatch(platform, job.build.id, job.limits)
     watcher = asyncio.create_task(watch.run())
     try:
-        await _run_job(platform, job, watch)
+        await _run_job(platform, job, watch, kind)
     except BuildStopped as error:
-        _stopped(platform, job, watch.reason or error.message)
+        await to_thread.run_sync(_stopped, platform, job, watch.reason or error.message)
     except asyncio.CancelledError:
         job.limits.cancel.set()  # the platform stops: end the build's processes too
         raise
@@ -179,7 +184,7 @@ async def process_build(platform: Platform, build: Build) -> None:
         await to_thread.run_sync(lambda: shutil.rmtree(job.workdir, ignore_errors=True))
 
 
-async def _run_job(platform: Platform, job: BuildJob, watch: BuildWatch) -> None:
+async def _run_job(platform: Platform, job: BuildJob, watch: BuildWatch, kind: str) -> None:
     job.log.write(f"Building {job.space_name} at commit {job.build.commit}")
     try:
         await to_thread.run_sync(
@@ -187,20 +192,20 @@ async def _run_job(platform: Platform, job: BuildJob, watch: BuildWatch) -> None
         )
     except Unprocessable as error:  # an LFS file whose object the space lacks
         job.log.write(f"{Stage.BUILD_ERROR}: {error.message}")
-        _fail(platform, job.build, Stage.BUILD_ERROR, error.message)
+        await _fail_soon(platform, job.build, Stage.BUILD_ERROR, error.message)
         return
     try:
         plan = await to_thread.run_sync(plan_build, job.workdir, job.sdk)
     except (InvalidConfig, NoAppFile) as error:
         stage = Stage.CONFIG_ERROR if isinstance(error, InvalidConfig) else Stage.NO_APP_FILE
         job.log.write(f"{stage}: {error.message}")
-        _fail(platform, job.build, stage, error.message)
+        await _fail_soon(platform, job.build, stage, error.message)
         return
     for warning in plan.warnings:
         job.log.write(f"Warning: {warning}")
-    _record_config(platform, job.space_id, plan)
+    await to_thread.run_sync(_record_config, platform, job.space_id, plan)
     watch.check()
-    artifact = await _build_artifact(platform, job, plan)
+    artifact = await _build_artifact(platform, job, plan, kind)
     if artifact is None:
         return
     watch.check()  # a cancel that came as the build finished: the release does not go live
@@ -208,14 +213,15 @@ async def _run_job(platform: Platform, job: BuildJob, watch: BuildWatch) -> None
         "Build finished; starting the app" if artifact.kind != "static" else "Release ready"
     )
     await to_thread.run_sync(_record_release, platform, job, artifact)
-    with session_scope(platform.engine) as session:
-        builds.finish(session, session.get(Build, job.build.id))
     if platform.supervisor is not None:  # in `serve`; from a `spacehub worker`, its next tick
         platform.supervisor.wake()
 
 
-async def _prepare(platform: Platform, build: Build) -> BuildJob | None:
-    """Follow the branch to its newest commit; None when that commit is live already."""
+def _prepare(platform: Platform, build: Build) -> BuildJob | None:
+    """Follow the branch to its newest commit; None when that commit is live already.
+
+    Blocking (git and SQL): run it in a thread.
+    """
     settings = platform.settings
     log = LogWriter(settings.logs_dir / "builds" / f"{build.id}.log")
     with session_scope(platform.engine) as session:
@@ -224,7 +230,7 @@ async def _prepare(platform: Platform, build: Build) -> BuildJob | None:
         assert space is not None and row is not None
         owner = owner_of(session, space)
         repo = repo_path(settings.repos_dir, owner.name, space.name)
-        head = await to_thread.run_sync(head_commit, repo)
+        head = head_commit(repo)
         if head is not None and head != row.commit:
             log.write(f"main moved to {head} since this build was queued: building it")
             builds.retarget(session, row, head)
@@ -257,19 +263,16 @@ async def _prepare(platform: Platform, build: Build) -> BuildJob | None:
         )
 
 
-async def _build_artifact(platform: Platform, job: BuildJob, plan: BuildPlan) -> Artifact | None:
+async def _build_artifact(
+    platform: Platform, job: BuildJob, plan: BuildPlan, kind: str
+) -> Artifact | None:
     settings = platform.settings
     if plan.config.sdk == "static":
         releases = settings.releases_dir / job.label
         return await to_thread.run_sync(
             build_static_release, job.workdir, releases, job.build.commit, job.build.no_cache
         )
-    if platform.runtime is None:
-        message = "no container runtime: start Docker to run gradio, streamlit and docker spaces"
-        job.log.write(message)
-        _fail(platform, job.build, Stage.BUILD_ERROR, message)
-        return None
-    if platform.runtime.name == "local":
+    if kind == "local":
         return await _build_venv_release(platform, job, plan)
     from spacehub.builder.image import BuildFailed, ImageBuildOptions, build_image
 
@@ -301,7 +304,8 @@ async def _build_artifact(platform: Platform, job: BuildJob, plan: BuildPlan) ->
         )
     except BuildFailed as error:
         job.log.write(f"Build failed: {error}")
-        _fail(platform, job.build, Stage.BUILD_ERROR, f"{error}\n{job.log.tail()}".strip())
+        message = f"{error}\n{job.log.tail()}".strip()
+        await _fail_soon(platform, job.build, Stage.BUILD_ERROR, message)
         return None
 
 
@@ -334,7 +338,7 @@ async def _build_venv_release(
         )
     except BuildFailed as error:
         job.log.write(f"Build failed: {error}")
-        _fail(platform, job.build, Stage.BUILD_ERROR, str(error))
+        await _fail_soon(platform, job.build, Stage.BUILD_ERROR, str(error))
         return None
 
 
@@ -349,11 +353,13 @@ def _record_config(platform: Platform, space_id: int | None, plan: BuildPlan) ->
 
 
 def _record_release(platform: Platform, job: BuildJob, artifact: Artifact) -> None:
-    """The release is the space's desired one now: the supervisor puts it live."""
+    """The release is the space's desired one now (the supervisor puts it live); the build
+    is over."""
     with session_scope(platform.engine) as session:
         space = session.get(Space, job.space_id)
         assert space is not None
         desired.want_release(session, space, artifact, job.build.id)
+        builds.finish(session, session.get(Build, job.build.id))
 
 
 def _stopped(platform: Platform, job: BuildJob, message: str) -> None:
@@ -371,6 +377,10 @@ def _stopped(platform: Platform, job: BuildJob, message: str) -> None:
         space = session.get(Space, job.space_id)
         if space is not None:
             builds.settle_cancelled(session, space)
+
+
+async def _fail_soon(platform: Platform, build: Build, stage: Stage, message: str) -> None:
+    await to_thread.run_sync(_fail, platform, build, stage, message)
 
 
 def _fail(platform: Platform, build: Build, stage: Stage, message: str) -> None:

@@ -34,6 +34,20 @@ _RUNNING = {"running", "paused", "restarting"}
 _EXITED = {"created", "exited", "dead"}
 
 
+def engine_answers(timeout: float = 5) -> bool:
+    """Whether a Docker engine answers (DOCKER_HOST, else the default socket)."""
+    try:
+        client = docker.from_env(timeout=timeout)
+    except Exception:  # no socket, refused, or a bad DOCKER_HOST: all mean "no engine"
+        return False
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False
+    finally:
+        client.close()
+
+
 def space_label(space_id: str) -> str:
     """`owner/name` as its app host's DNS label, which is also valid in Docker object names."""
     owner, _, name = space_id.partition("/")

@@ -13,7 +13,7 @@ from spacehub.platform.db import session_scope
 from spacehub.platform.deps import CallerDep, PlatformDep, SessionDep, bearer_token
 from spacehub.platform.git import hub_commits, writing
 from spacehub.platform.git.repos import DEFAULT_BRANCH, repo_path
-from spacehub.platform.pushes import build_new_head
+from spacehub.platform.pushes import build_new_head, find_space_row
 from spacehub.platform.services import accounts, spaces
 from spacehub.platform.services.accounts import Caller
 
@@ -104,10 +104,9 @@ async def commit(
     if result.pull_request is not None:
         answer["pullRequestUrl"] = f"{url}/discussions/{result.pull_request}"
     elif result.ref == f"refs/heads/{DEFAULT_BRANCH}":
-        with session_scope(platform.engine) as session:
-            space = spaces.find_space(session, owner, name)
-            if space is not None:
-                answer["hookOutput"] = await build_new_head(platform, session, space)
+        space_row_id = await to_thread.run_sync(find_space_row, platform, owner, name)
+        if space_row_id is not None:
+            answer["hookOutput"] = await build_new_head(platform, space_row_id)
     return answer
 
 

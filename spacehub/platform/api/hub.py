@@ -3,12 +3,13 @@
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from anyio import to_thread
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
-from spacehub.core.errors import InvalidConfig, InvalidInput, Unauthorized
+from spacehub.core.errors import InvalidConfig, InvalidInput, RepoNotFound, Unauthorized
 from spacehub.core.hardware import flavor
 from spacehub.core.space_config import SDKS, parse_space_config
 from spacehub.platform import lifecycle
@@ -22,7 +23,8 @@ from spacehub.platform.api.fields import (
 )
 from spacehub.platform.api.shapes import hardware_json, runtime_json, space_json, space_url
 from spacehub.platform.build_logs import hub_timestamp
-from spacehub.platform.deps import CallerDep, PlatformDep, SessionDep
+from spacehub.platform.db import session_scope
+from spacehub.platform.deps import BriefCallerDep, CallerDep, PlatformDep, SessionDep
 from spacehub.platform.git import reading
 from spacehub.platform.git.repos import repo_path
 from spacehub.platform.models import Space, User
@@ -122,9 +124,7 @@ def whoami(caller: CallerDep, session: SessionDep) -> dict:
 
 
 @router.post("/repos/create")
-async def create_repo(
-    body: CreateRepo, caller: CallerDep, session: SessionDep, platform: PlatformDep
-):
+def create_repo(body: CreateRepo, caller: CallerDep, session: SessionDep, platform: PlatformDep):
     owner = _acting_owner(session, caller, body.organization)
     private = body.visibility in ("private", "protected") if body.visibility else bool(body.private)
     url = space_url(platform.settings, owner.name, body.name)
@@ -132,7 +132,7 @@ async def create_repo(
         return JSONResponse({"error": "You already created this space repo", "url": url}, 409)
     if body.sdk is None:
         raise InvalidInput(f"sdk is required for a space: one of {', '.join(SDKS)}")
-    space = await lifecycle.create_space(
+    space = lifecycle.create_space(
         platform,
         session,
         owner,
@@ -154,12 +154,17 @@ async def create_repo(
 
 
 @router.delete("/repos/delete")
-async def delete_repo(
-    body: DeleteRepo, caller: CallerDep, session: SessionDep, platform: PlatformDep
-):
-    owner = _acting_owner(session, caller, body.organization)
-    space = spaces.visible_space(session, caller, owner.name, body.name)
-    await lifecycle.delete_space(platform, session, space)
+async def delete_repo(body: DeleteRepo, caller: BriefCallerDep, platform: PlatformDep):
+    """No session is held while the space's instances stop: each step opens its own."""
+
+    def find() -> int:
+        with session_scope(platform.engine) as session:
+            owner = _acting_owner(session, caller, body.organization)
+            space = spaces.visible_space(session, caller, owner.name, body.name)
+            assert space.id is not None
+            return space.id
+
+    await lifecycle.delete_space(platform, await to_thread.run_sync(find))
     return Response("OK", media_type="text/plain")
 
 
@@ -247,18 +252,31 @@ async def restart(
     platform: PlatformDep,
     factory: bool = False,
 ):
-    space = _writable_space(session, caller, owner, name)
+    space = await to_thread.run_sync(_writable_space, session, caller, owner, name)
     await lifecycle.restart_space(platform, session, space, factory)
     return runtime_json(platform.settings, space)
 
 
 @router.post("/spaces/{owner}/{name}/pause")
-async def pause(
-    owner: str, name: str, caller: CallerDep, session: SessionDep, platform: PlatformDep
-):
-    space = _writable_space(session, caller, owner, name)
-    await lifecycle.pause_space(platform, session, space)
-    return runtime_json(platform.settings, space)
+async def pause(owner: str, name: str, caller: BriefCallerDep, platform: PlatformDep):
+    """PAUSED once the instance has stopped; no session is held while it stops."""
+
+    def find() -> int:
+        with session_scope(platform.engine) as session:
+            space = _writable_space(session, caller, owner, name)
+            assert space.id is not None
+            return space.id
+
+    def answer(space_row_id: int) -> dict:
+        with session_scope(platform.engine) as session:
+            space = session.get(Space, space_row_id)
+            if space is None:
+                raise RepoNotFound("Repository not found")
+            return runtime_json(platform.settings, space)
+
+    space_row_id = await to_thread.run_sync(find)
+    await lifecycle.pause_space(platform, space_row_id)
+    return await to_thread.run_sync(answer, space_row_id)
 
 
 @router.post(

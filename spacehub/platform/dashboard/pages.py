@@ -2,6 +2,7 @@
 
 from typing import Annotated
 
+from anyio import to_thread
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
@@ -134,10 +135,11 @@ def new_space_form(page: PageDep) -> Response:
 async def new_space(page: PageDep, form: FormDep) -> Response:
     user = signed_in_user(page)
     name = form.get("name", "").strip()
-    try:
+
+    def create() -> User:
         owner = accounts.user_by_name(page.session, form.get("owner") or user.name)
         accounts.require_write(page.session, page.caller, owner)
-        await lifecycle.create_space(
+        lifecycle.create_space(
             page.platform,
             page.session,
             owner,
@@ -147,6 +149,10 @@ async def new_space(page: PageDep, form: FormDep) -> Response:
             private=form.get("visibility") == "private",
             hardware=form.get("hardware") or None,
         )
+        return owner
+
+    try:
+        owner = await to_thread.run_sync(create)  # git and SQL: off the event loop
     except SpacehubError as error:
         return redirect(page, "/new", ("error", error.message))
     return redirect(page, f"/spaces/{owner.name}/{name}", ("ok", f"Created {owner.name}/{name}"))

@@ -267,7 +267,8 @@ async def _rebuild(page: Page, space: Space, form: dict[str, str]) -> str:
 
 
 async def _pause(page: Page, space: Space, form: dict[str, str]) -> str:
-    await lifecycle.pause_space(page.platform, page.session, space)
+    assert space.id is not None
+    await lifecycle.pause_space(page.platform, space.id)
     return "Paused: the app does not run until you resume it"
 
 
@@ -327,7 +328,8 @@ async def delete_space(owner: str, name: str, page: PageDep, form: FormDep) -> R
             f"/spaces/{owner}/{name}/settings",
             ("error", f"type {owner}/{name} to confirm: the space was not deleted"),
         )
-    await lifecycle.delete_space(page.platform, page.session, space)
+    assert space.id is not None
+    await lifecycle.delete_space(page.platform, space.id)
     return redirect(page, "/", ("ok", f"Deleted {owner}/{name}"))
 
 
