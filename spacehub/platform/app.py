@@ -17,6 +17,7 @@ from spacehub.platform.api import health, hub, repo_files, unknown
 from spacehub.platform.api import logs as logs_api
 from spacehub.platform.api import metrics as metrics_api
 from spacehub.platform.api import repos as repos_api
+from spacehub.platform.api import sources as sources_api
 from spacehub.platform.api import ssh_keys as ssh_keys_api
 from spacehub.platform.api import tokens as tokens_api
 from spacehub.platform.context import Platform
@@ -86,6 +87,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.include_router(ssh_keys_api.router)
     app.include_router(tokens_api.router)
     app.include_router(webhooks.router)
+    app.include_router(sources_api.router)
     install_dashboard(app)  # its /spaces/{owner}/{name}/… pages before git's catch-all
     app.include_router(lfs.router)  # before the git bridge's catch-all path
     app.include_router(repo_files.router)  # idem: /spaces/{owner}/{name}/resolve/…
