@@ -11,6 +11,7 @@ import json
 import subprocess
 import tempfile
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -452,8 +453,12 @@ def test_a_private_source_over_http_needs_its_token_and_never_shows_it(
         {"README.md": SITE_README, "index.html": page("Private source")},
         clone_url=hub.git_url(upstream_id),
     )
+    # The Hub's .gitattributes sends *.bin to LFS: the token must reach git-lfs too.
+    weights = hashlib.sha256(b"private").digest() * (64 * 1024)
+    (work / "gewichte 2.bin").write_bytes(weights)
+    commit = commit_all(work, "weights")
     assert push(hub, work, upstream_id).returncode == 0
-    commit = git("rev-parse", "HEAD", cwd=work).stdout.strip()
+    assert b"oid sha256:" in git("show", "HEAD:gewichte 2.bin", cwd=work).stdout.encode()
     source_url = f"{hub.url}/spaces/{upstream_id}"
     space_id = hub.create_space("follows-private")
     payload = github_payload(source_url, "0" * 40, commit)
@@ -470,6 +475,7 @@ def test_a_private_source_over_http_needs_its_token_and_never_shows_it(
     assert settings["credential"] == "token" and "webhook" in settings
     assert space_main(hub, space_id) == commit
     wait_served(hub, space_id, "Private source")
+    assert app_get(hub, space_id, "/gewichte%202.bin").body == weights
     with hub.api() as client:
         shown = client.get(f"/api/spaces/{space_id}/source").text
         build_log = client.get(f"/api/spaces/{space_id}/logs/build", timeout=60).text
@@ -555,3 +561,33 @@ def test_sync_deploys_the_branch_tip_without_a_webhook(hub: Platform, tmp_path: 
     assert first.json()["commit"] == tip == space_main(hub, space_id)
     assert again.json()["result"] == "current"
     wait_served(hub, space_id, "Synced by hand")
+
+
+def test_simultaneous_deliveries_of_one_push_build_it_once(hub: Platform, tmp_path: Path) -> None:
+    bare, work = upstream_repository(tmp_path, "raced", "raced")
+    space_id = hub.create_space("raced")
+    secret = follow(hub, space_id, bare.as_uri())["webhook"]["secret"]
+    commit = git("rev-parse", "HEAD", cwd=work).stdout.strip()
+    payload = github_payload(bare.as_uri(), "0" * 40, commit)
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: deliver(hub, space_id, secret, payload), range(4)))
+
+    results = sorted(answer.json()["result"] for answer in answers)
+    assert results == ["current", "current", "current", "deployed"]
+    assert [built for built, _ in builds_of(hub, space_id)] == [commit]
+
+
+def test_a_late_delivery_of_an_older_commit_does_not_go_back(hub: Platform, tmp_path: Path) -> None:
+    bare, work = upstream_repository(tmp_path, "late", "first version")
+    space_id = hub.create_space("late")
+    secret = follow(hub, space_id, bare.as_uri())["webhook"]["secret"]
+    older = git("rev-parse", "HEAD", cwd=work).stdout.strip()
+    newer = new_commit(work, str(bare), "second version")
+
+    assert deliver(hub, space_id, secret, github_payload(bare.as_uri(), older, newer)).is_success
+    late = deliver(hub, space_id, secret, github_payload(bare.as_uri(), "0" * 40, older))
+
+    assert late.status_code == 202 and late.json()["result"] == "stale"
+    assert space_main(hub, space_id) == newer
+    wait_served(hub, space_id, "second version")
