@@ -8,6 +8,7 @@ documented push payloads. Loopback only: nothing leaves the machine.
 import hashlib
 import hmac
 import json
+import re
 import subprocess
 import tempfile
 import uuid
@@ -591,3 +592,39 @@ def test_a_late_delivery_of_an_older_commit_does_not_go_back(hub: Platform, tmp_
     assert late.status_code == 202 and late.json()["result"] == "stale"
     assert space_main(hub, space_id) == newer
     wait_served(hub, space_id, "second version")
+
+
+def test_the_space_settings_page_sets_the_source_and_shows_the_secret_once(
+    hub: Platform, tmp_path: Path
+) -> None:
+    bare, work = upstream_repository(tmp_path, "from the dashboard", "Set in the dashboard")
+    space_id = hub.create_space("dashboard-source")
+    settings_url = f"/spaces/{space_id}/settings"
+    with httpx.Client(base_url=hub.url, timeout=60, follow_redirects=True) as browser:
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', browser.get("/signin").text)[1]
+        browser.post("/signin", data={"csrf_token": csrf, "token": ADMIN_TOKEN})
+        page = browser.get(settings_url).text
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)[1]
+        assert 'id="source-form"' in page and "webhook-secret" not in page
+        saved = browser.post(
+            f"/spaces/{space_id}/source",
+            data={
+                "csrf_token": csrf,
+                "url": bare.as_uri(),
+                "branch": "main",
+                "token": "",
+                "ssh_key": "",
+            },
+        )
+        secret = re.search(r'id="webhook-secret">([^<]+)<', saved.text)[1]
+        shown_later = browser.get(settings_url).text
+        synced = browser.post(f"/spaces/{space_id}/source/sync", data={"csrf_token": csrf})
+
+    assert saved.status_code == 200
+    assert secret not in shown_later and bare.as_uri() in shown_later
+    assert synced.status_code == 200 and "build queued" in synced.text
+    commit = git("rev-parse", "HEAD", cwd=work).stdout.strip()
+    assert space_main(hub, space_id) == commit
+    wait_served(hub, space_id, "Set in the dashboard")
+    again = deliver(hub, space_id, secret, github_payload(bare.as_uri(), "0" * 40, commit))
+    assert again.status_code == 200 and again.json()["result"] == "current"

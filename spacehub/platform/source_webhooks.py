@@ -25,7 +25,6 @@ from spacehub.platform.services import sources, spaces
 
 log = logging.getLogger(__name__)
 MAX_WEBHOOK_BYTES = 1024 * 1024  # GitHub lists at most 20 commits in a push payload
-WEBHOOK_PATH = "/api/webhooks/{owner}/{name}"
 # Any of them, computed with the space's secret: GitHub sends the first; Gitea its own (newer
 # versions the first too); Forgejo its own.
 SIGNATURE_HEADERS = ("x-hub-signature-256", "x-gitea-signature", "x-forgejo-signature")

@@ -14,9 +14,8 @@ from anyio import to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlmodel import Session
 
-from spacehub.core.errors import InvalidInput, TooLarge
+from spacehub.core.errors import TooLarge
 from spacehub.platform.build_logs import hub_timestamp
 from spacehub.platform.context import Platform
 from spacehub.platform.db import session_scope
@@ -24,16 +23,13 @@ from spacehub.platform.deps import CallerDep, PlatformDep, SessionDep, bearer_to
 from spacehub.platform.git.external import (
     MAX_TOKEN_CHARS,
     MAX_URL_CHARS,
-    CredentialKind,
-    validate_credential,
 )
 from spacehub.platform.git.repos import DEFAULT_BRANCH
-from spacehub.platform.models import Space, SpaceSource
-from spacehub.platform.services import accounts, sources, spaces
-from spacehub.platform.services.accounts import Caller
+from spacehub.platform.models import SpaceSource
+from spacehub.platform.services import accounts, sources
+from spacehub.platform.services.sources import WEBHOOK_PATH, managed_space
 from spacehub.platform.source_webhooks import (
     MAX_WEBHOOK_BYTES,
-    WEBHOOK_PATH,
     Answer,
     Result,
     deploy,
@@ -67,19 +63,12 @@ def put_source(
     platform: PlatformDep,
 ) -> dict:
     """Omit `token` and `ssh_key` to keep the stored one (same URL), send `null` to remove it."""
-    space = _managed_space(session, caller, owner, name)
-    credential = None
-    if body.token and body.ssh_key:
-        raise InvalidInput("give a deploy token or an SSH deploy key, not both")
-    if body.token:
-        credential = validate_credential(CredentialKind.TOKEN, body.token)
-    if body.ssh_key:
-        credential = validate_credential(CredentialKind.SSH_KEY, body.ssh_key)
+    space = managed_space(session, caller, owner, name)
     given = {"token", "ssh_key"} & body.model_fields_set
-    change = sources.SourceChange(
-        url=body.url.strip(), branch=body.branch, credential=credential, keep_credential=not given
+    change = sources.source_change(
+        body.url, body.branch, body.token, body.ssh_key, keep_credential=not given
     )
-    assert caller.user is not None  # checked by _managed_space
+    assert caller.user is not None  # managed_space checked it
     row, secret = sources.set_source(session, platform.secret_box, space, change, caller.user)
     return _source_json(platform, owner, name, row, secret)
 
@@ -88,14 +77,14 @@ def put_source(
 def get_source(
     owner: str, name: str, caller: CallerDep, session: SessionDep, platform: PlatformDep
 ) -> dict:
-    space = _managed_space(session, caller, owner, name, changing=False)
+    space = managed_space(session, caller, owner, name, changing=False)
     return _source_json(platform, owner, name, sources.require_source(session, space))
 
 
 @router.delete(SOURCE_PATH, summary="Stop following the external repository")
 def delete_source(owner: str, name: str, caller: CallerDep, session: SessionDep) -> dict:
     """The space keeps its `main` and its release; pushes to it work as before."""
-    sources.delete_source(session, _managed_space(session, caller, owner, name))
+    sources.delete_source(session, managed_space(session, caller, owner, name))
     return {}
 
 
@@ -104,7 +93,7 @@ def rotate_secret(
     owner: str, name: str, caller: CallerDep, session: SessionDep, platform: PlatformDep
 ) -> dict:
     """A new secret, shown once: deliveries signed with the old one are refused from now on."""
-    space = _managed_space(session, caller, owner, name)
+    space = managed_space(session, caller, owner, name)
     secret = sources.rotate_webhook_secret(session, platform.secret_box, space)
     return _source_json(platform, owner, name, sources.require_source(session, space), secret)
 
@@ -148,20 +137,7 @@ async def _limited_body(request: Request) -> bytes:
 
 def _check_manager(platform: Platform, token: str | None, owner: str, name: str) -> None:
     with session_scope(platform.engine) as session:
-        _managed_space(session, accounts.caller_for_token(session, token), owner, name)
-
-
-def _managed_space(
-    session: Session, caller: Caller, owner: str, name: str, *, changing: bool = True
-) -> Space:
-    """The space, if the caller is its owner, an admin of its org, or a platform admin."""
-    space = spaces.visible_space(session, caller, owner, name)
-    owner_user = spaces.owner_of(session, space)
-    if owner_user.is_org:
-        accounts.require_org_admin(session, caller, owner_user, changing=changing)
-    else:
-        accounts.require_write(session, caller, owner_user)
-    return space
+        managed_space(session, accounts.caller_for_token(session, token), owner, name)
 
 
 def _source_json(

@@ -5,7 +5,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from spacehub.platform.dashboard import admin_pages, pages, space_pages
+from spacehub.platform.dashboard import admin_pages, pages, source_pages, space_pages
 from spacehub.platform.dashboard.rendering import PageError, page_error
 
 STATIC = Path(__file__).parents[1] / "static"
@@ -17,3 +17,4 @@ def install_dashboard(app: FastAPI) -> None:
     app.include_router(pages.router)
     app.include_router(admin_pages.router)
     app.include_router(space_pages.router)
+    app.include_router(source_pages.router)

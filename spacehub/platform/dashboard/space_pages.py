@@ -34,7 +34,7 @@ from spacehub.platform.git import reading
 from spacehub.platform.git.files import file_content
 from spacehub.platform.git.repos import repo_path
 from spacehub.platform.models import Space, TokenRole, User
-from spacehub.platform.services import accounts, builds, secrets, spaces
+from spacehub.platform.services import accounts, builds, secrets, sources, spaces
 
 router = APIRouter(include_in_schema=False)
 SHOWN_BYTES = 256 * 1024
@@ -188,13 +188,23 @@ def commits_page(owner: str, name: str, page: PageDep) -> Response:
 @router.get("/spaces/{owner}/{name}/settings")
 def settings_page(owner: str, name: str, page: PageDep) -> Response:
     space, owner_row = writable(page, owner, name)
-    context = _space_context(page, space, owner_row, "settings") | {
+    return render(page, "space_settings.html", settings_context(page, space, owner_row))
+
+
+def settings_context(page: Page, space: Space, owner_row: User) -> dict:
+    return _space_context(page, space, owner_row, "settings") | {
         "secrets": sorted(secrets.list_secrets(page.session, space), key=lambda row: row.key),
         "variables": sorted(secrets.list_variables(page.session, space), key=lambda row: row.key),
         "flavors": FLAVORS.values(),
         "build": builds.latest_build(page.session, space),
+        "source": sources.find_source(page.session, space),
+        "may_manage_source": sources.may_manage(
+            page.session, page.caller, owner_row.name, space.name
+        ),
+        "webhook_url": sources.webhook_url(
+            page.settings.effective_public_url, owner_row.name, space.name
+        ),
     }
-    return render(page, "space_settings.html", context)
 
 
 # Actions: each re-checks that the caller may write to the space, then calls what the API calls.

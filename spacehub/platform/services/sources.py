@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from sqlmodel import Session, select
 
-from spacehub.core.errors import Forbidden, NotFound
+from spacehub.core.errors import Forbidden, InvalidInput, NotFound, SpacehubError
 from spacehub.platform.git.external import (
     Credential,
     CredentialKind,
@@ -18,8 +18,11 @@ from spacehub.platform.git.external import (
 )
 from spacehub.platform.models import Space, SpaceSource, User, utcnow
 from spacehub.platform.security import SecretBox
+from spacehub.platform.services import accounts, spaces
+from spacehub.platform.services.accounts import Caller
 
 NO_SOURCE = "this space follows no external git repository: PUT its source first"
+WEBHOOK_PATH = "/api/webhooks/{owner}/{name}"
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,48 @@ class SourceChange:
     branch: str
     credential: Credential | None
     keep_credential: bool
+
+
+def managed_space(
+    session: Session, caller: Caller, owner: str, name: str, *, changing: bool = True
+) -> Space:
+    """The space, if the caller is its owner, an admin of its org, or a platform admin.
+
+    More than write access: the source decides what the space runs, and holds a credential.
+    """
+    space = spaces.visible_space(session, caller, owner, name)
+    owner_user = spaces.owner_of(session, space)
+    if owner_user.is_org:
+        accounts.require_org_admin(session, caller, owner_user, changing=changing)
+    else:
+        accounts.require_write(session, caller, owner_user)
+    return space
+
+
+def may_manage(session: Session, caller: Caller, owner: str, name: str) -> bool:
+    try:
+        managed_space(session, caller, owner, name)
+    except SpacehubError:
+        return False
+    return True
+
+
+def webhook_url(public_url: str, owner: str, name: str) -> str:
+    return public_url + WEBHOOK_PATH.format(owner=owner, name=name)
+
+
+def source_change(
+    url: str, branch: str, token: str | None, ssh_key: str | None, *, keep_credential: bool
+) -> SourceChange:
+    """A change from what a form or an API call gave: at most one of `token` and `ssh_key`."""
+    if token and ssh_key:
+        raise InvalidInput("give a deploy token or an SSH deploy key, not both")
+    credential = None
+    if token:
+        credential = validate_credential(CredentialKind.TOKEN, token)
+    elif ssh_key:
+        credential = validate_credential(CredentialKind.SSH_KEY, ssh_key)
+    return SourceChange(url.strip(), branch.strip(), credential, keep_credential)
 
 
 def new_webhook_secret() -> str:
