@@ -210,6 +210,7 @@ def _lock_for(repo: Path) -> threading.Lock:
 def _credential_environment(source: Source, known_hosts: Path) -> Iterator[dict[str, str]]:
     """The extra environment of git calls that reach the source (and git-lfs, which reads it)."""
     credential = source.credential
+    known_hosts.parent.mkdir(parents=True, exist_ok=True)
     ssh_options = [
         "-o", "BatchMode=yes",
         "-o", "StrictHostKeyChecking=accept-new",
@@ -231,7 +232,6 @@ def _credential_environment(source: Source, known_hosts: Path) -> Iterator[dict[
             )
         yield environment
         return
-    known_hosts.parent.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="spacehub-deploy-key-"))
     try:
         key = folder / "key"
