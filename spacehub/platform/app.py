@@ -4,6 +4,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from email.utils import formatdate
 
 from anyio import to_thread
@@ -34,7 +35,7 @@ from spacehub.platform.pushes import build_unbuilt_heads
 from spacehub.platform.services import accounts, builds
 from spacehub.platform.settings import Settings
 from spacehub.platform.supervisor import Supervisor
-from spacehub.platform.worker import run_build_workers
+from spacehub.platform.worker import run_build_workers, worker_process_gone
 from spacehub.runtime import load_runtime_class
 from spacehub.runtime.base import Runtime
 
@@ -125,13 +126,15 @@ class FreshDateHeader:
 
 
 def prepare_database(platform: Platform) -> None:
-    """Migrate, create the admin on first start, and requeue builds a stop interrupted."""
+    """Migrate, create the admin on first start, and requeue builds a stop interrupted: those
+    of workers that are gone, not those of live workers on other machines or beside us."""
     settings = platform.settings
     migrate(platform.engine)
     preset = settings.admin_token.get_secret_value() if settings.admin_token else None
+    lapse = timedelta(seconds=settings.worker_lapse)
     with session_scope(platform.engine) as session:
         token = accounts.ensure_admin(session, settings.admin_name, preset)
-        requeued = builds.requeue_interrupted(session)
+        requeued = builds.hand_back_abandoned(session, lapse, worker_process_gone)
     if requeued:
         log.warning("requeued %d build(s) interrupted by the last stop", requeued)
     if token is not None:

@@ -175,6 +175,18 @@ class Settings(BaseSettings):
         "past that it gets 503 with Retry-After (the wake goes on).",
     )
     build_workers: int = Field(default=1, description="Builds run at once by `spacehub serve`.")
+    worker_heartbeat: float = Field(
+        default=5,
+        gt=0,
+        description="Seconds between the heartbeats a process running builds (`serve`, "
+        "`spacehub worker`) records in the database.",
+    )
+    worker_lapse: float = Field(
+        default=30,
+        gt=0,
+        description="Seconds without a heartbeat after which a worker counts as gone and its "
+        "running builds go back to the queue for another worker.",
+    )
     keep_releases: int = Field(
         default=3,
         ge=0,
@@ -193,7 +205,9 @@ class Settings(BaseSettings):
     def _size(cls, value: object) -> object:
         return parse_size(value)
 
-    @field_validator("build_timeout", "wake_timeout", mode="before")
+    @field_validator(
+        "build_timeout", "wake_timeout", "worker_heartbeat", "worker_lapse", mode="before"
+    )
     @classmethod
     def _duration(cls, value: object) -> object:
         return parse_duration(value)

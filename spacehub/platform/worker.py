@@ -4,6 +4,7 @@ It never starts an instance: the supervisor puts the recorded release live.
 """
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -12,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -40,6 +42,7 @@ IDLE_POLL_SECONDS = 1.0
 
 STOP_GRACE_SECONDS = 5.0
 CANCEL_POLL_SECONDS = 0.5  # how often a running build's row is read for a cancel
+HANDED_BACK = "this worker's heartbeat lapsed and the build went back to the queue"
 # Builders enforce the time limit themselves; past it and this grace, the worker cancels one
 # that did not (or a step outside them, such as exporting the commit).
 TIMEOUT_GRACE_SECONDS = 5.0
@@ -58,20 +61,65 @@ async def run_build_workers(platform: Platform, count: int, stop: asyncio.Event,
     short grace to finish; a longer build is abandoned (its Docker build may go on, and fills
     the cache) and rebuilt by the next worker to claim it.
     """
+    if count <= 0:
+        return
+    heartbeat = asyncio.create_task(keep_beating(platform, stop))
     workers = [
         asyncio.create_task(run_build_worker(platform, f"{worker_prefix()}{index}", stop, kind))
         for index in range(count)
     ]
-    if not workers:
-        return
     await stop.wait()
     _, unfinished = await asyncio.wait(workers, timeout=STOP_GRACE_SECONDS)
     for task in unfinished:
         task.cancel()
-    await asyncio.gather(*workers, return_exceptions=True)
-    handed_back = await to_thread.run_sync(_requeue_interrupted, platform)
+    await asyncio.gather(*workers, heartbeat, return_exceptions=True)
+    handed_back = await to_thread.run_sync(_leave, platform)
     if handed_back:
         log.warning("queued %d interrupted build(s) again for the next start", handed_back)
+
+
+async def keep_beating(platform: Platform, stop: asyncio.Event) -> None:
+    """Record this process's heartbeat, and hand back the builds of workers whose own lapsed
+    (another machine's worker that died, or one of this machine's that is gone)."""
+    settings = platform.settings
+    lapse = timedelta(seconds=settings.worker_lapse)
+    while not stop.is_set():
+        try:
+            handed_back = await to_thread.run_sync(_beat, platform, lapse)
+        except Exception:  # a database away for a moment: beat again at the next turn
+            log.exception("could not record this worker's heartbeat")
+        else:
+            if handed_back:
+                log.warning("queued %d build(s) of workers that stopped again", handed_back)
+                platform.build_wakeup.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), settings.worker_heartbeat)
+
+
+def worker_process_gone(worker: str) -> bool:
+    """Whether `host:pid` names a process of this machine that has ended (a zombie included)."""
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2 :].startswith("Z")
+
+
+def _beat(platform: Platform, lapse: timedelta) -> int:
+    with session_scope(platform.engine) as session:
+        builds.beat(session, worker_prefix().rstrip(":"))
+        return builds.hand_back_abandoned(session, lapse, worker_process_gone)
+
+
+def _leave(platform: Platform) -> int:
+    """A clean stop: this process's running builds go back to the queue, its heartbeat goes."""
+    with session_scope(platform.engine) as session:
+        handed_back = builds.requeue_interrupted(session, worker_prefix())
+        builds.leave(session, worker_prefix().rstrip(":"))
+        return handed_back
 
 
 async def run_build_worker(platform: Platform, name: str, stop: asyncio.Event, kind: str) -> None:
@@ -92,11 +140,6 @@ async def run_build_worker(platform: Platform, name: str, stop: asyncio.Event, k
         except Exception as error:
             log.exception("build %s failed unexpectedly", build.id)
             await _fail_soon(platform, build, Stage.BUILD_ERROR, f"internal error: {error}")
-
-
-def _requeue_interrupted(platform: Platform) -> int:
-    with session_scope(platform.engine) as session:
-        return builds.requeue_interrupted(session, worker_prefix())
 
 
 def _claim(platform: Platform, worker: str) -> Build | None:
@@ -132,11 +175,13 @@ def build_limits(settings: Settings) -> BuildLimits:
 
 class BuildWatch:
     """Sets a running build's cancel Event when the API asks (on its row, so that a cancel
-    reaches builds of `serve` and of `spacehub worker` alike) or when its time is up."""
+    reaches builds of `serve` and of `spacehub worker` alike), when its time is up, or when
+    the build was handed to another worker (this one's heartbeat had lapsed)."""
 
-    def __init__(self, platform: Platform, build_id: int, limits: BuildLimits) -> None:
+    def __init__(self, platform: Platform, build_id: int, worker: str, limits: BuildLimits) -> None:
         self.platform = platform
         self.build_id = build_id
+        self.worker = worker
         self.limits = limits
         self.reason: str | None = None
 
@@ -146,19 +191,24 @@ class BuildWatch:
         while self.reason is None:
             await asyncio.sleep(CANCEL_POLL_SECONDS)
             try:
-                asked = await to_thread.run_sync(self._cancel_asked)
+                asked = await to_thread.run_sync(self._asked_to_stop)
             except Exception:  # a database away for a moment: look again
                 log.exception("could not read build %s for a cancel", self.build_id)
-                asked = False
-            if asked:
-                self.reason = CANCELLED
+                asked = None
+            if asked is not None:
+                self.reason = asked
             elif deadline is not None and time.monotonic() > deadline:
                 self.reason = time_limit_message(timeout or 0)
         self.limits.cancel.set()
 
-    def _cancel_asked(self) -> bool:
+    def _asked_to_stop(self) -> str | None:
+        """CANCELLED, HANDED_BACK (another worker has the build now), or None: go on."""
         with session_scope(self.platform.engine) as session:
-            return builds.cancel_asked(session, self.build_id)
+            if builds.cancel_asked(session, self.build_id):
+                return CANCELLED
+            if not builds.still_claimed(session, self.build_id, self.worker):
+                return HANDED_BACK
+            return None
 
     def check(self) -> None:
         if self.reason is not None:
@@ -170,7 +220,7 @@ async def process_build(platform: Platform, build: Build, kind: str) -> None:
     if job is None:
         return
     assert job.build.id is not None
-    watch = BuildWatch(platform, job.build.id, job.limits)
+    watch = BuildWatch(platform, job.build.id, job.build.claimed_by or "", job.limits)
     watcher = asyncio.create_task(watch.run())
     try:
         await _run_job(platform, job, watch, kind)
@@ -364,7 +414,10 @@ def _record_release(platform: Platform, job: BuildJob, artifact: Artifact) -> No
 
 def _stopped(platform: Platform, job: BuildJob, message: str) -> None:
     """A cancel puts the space back as it was; a limit is a BUILD_ERROR naming it, the old
-    release (if any) still live."""
+    release (if any) still live. A build handed back is another worker's now: left alone."""
+    if message == HANDED_BACK:
+        job.log.write(f"Build stopped on this worker: {message}")
+        return
     if message != CANCELLED:
         job.log.write(f"Build stopped: {message}")
         _fail(platform, job.build, Stage.BUILD_ERROR, f"{message}\n{job.log.tail()}".strip())
