@@ -36,7 +36,7 @@ def test_build_worker_survives_a_database_error_and_builds_afterwards(tmp_path: 
 
     async def scenario() -> BuildStatus:
         stop = asyncio.Event()
-        worker = asyncio.create_task(run_build_worker(context, "test:1", stop))
+        worker = asyncio.create_task(run_build_worker(context, "test:1", stop, "local"))
         await asyncio.sleep(1.5)  # a claim or two fail: no table yet
         assert not worker.done(), "the worker died of a database error"
         await asyncio.to_thread(migrate, context.engine)
