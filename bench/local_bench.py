@@ -34,6 +34,7 @@ import uv
 from bench.push_bench import fetch, free_port, git
 from spacehub.builder.dockerfile import DEFAULT_SDK_VERSIONS
 from spacehub.core.space_config import SpaceConfig
+from spacehub.runtime.local import COMPILED_MARKER
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "gradio-greet"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -249,9 +250,12 @@ class Platform:
             raise
 
     def venv(self) -> Path:
-        """The one shared venv the spaces run in, once its bytecode is compiled."""
+        """The one shared venv the spaces run in, once its bytecode is compiled (the runtime
+        marks it so when done): the starts by hand get the `.pyc` files spacehub's get."""
         (venv,) = [path for path in (self.data / "venvs").glob("py*") if path.is_dir()]
-        wait_until(lambda: not compiling(venv), 300, "the venv's bytecode compilation")
+        wait_until(
+            lambda: (venv / COMPILED_MARKER).exists(), 600, "the venv's bytecode compilation"
+        )
         return venv
 
     def stop(self) -> None:
@@ -270,16 +274,6 @@ class Platform:
             for record in (self.data / "run" / "local").glob("*.json"):
                 with contextlib.suppress(OSError, ValueError, KeyError):
                     os.killpg(json.loads(record.read_text())["pid"], signal.SIGKILL)
-
-
-def compiling(venv: Path) -> bool:
-    """Whether the builder's background `compileall` of `venv` still runs."""
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        with contextlib.suppress(OSError):
-            words = cmdline.read_bytes().split(b"\0")
-            if b"compileall" in words and str(venv / "lib").encode() in words:
-                return True
-    return False
 
 
 def timeline(stages: dict[str, float]) -> str:

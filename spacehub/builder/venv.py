@@ -1,16 +1,16 @@
 """Venv releases for the `local` runtime: the app's files plus a virtual environment made with uv.
 
-The environment is shared: its name is the hash of the resolved requirements (uv's lock of the
-SDK, `pre-requirements.txt` and `requirements.txt`) and the interpreter, so a code-only push
-and every space with the same dependencies reuse one `DATA_DIR/venvs/<key>`. It is made in a
-temporary directory (relocatable) and renamed into place whole; its bytecode is then compiled
-in the background at low priority, so that the first space does not wait ~12 s for it (its first
-start imports from source once), and every later start finds `.pyc` files (import gradio: 2.7 s
-with them, 5.3 s without).
+The environment is shared: its name is the hash of what got installed (`uv pip freeze` of the
+SDK, `pre-requirements.txt` and `requirements.txt`, installed in one `uv pip install` pass, as
+by hand) and the interpreter, so a code-only push and every space with the same dependencies
+reuse one `DATA_DIR/venvs/<key>`. It is made in a temporary directory (relocatable) and renamed
+into place whole, without bytecode: the first space does not wait ~12 s for it (its first start
+imports from source once); the local runtime compiles it once that start is over, and every
+later start finds `.pyc` files (import gradio: 2.7 s with them, 5.3 s without).
 
 As Docker's layer cache does for an unchanged requirements file, requirements identical to
-those a venv was made from reuse it without resolving again (`venvs/inputs/<hash>` names it);
-a factory rebuild resolves again.
+those a venv was made from reuse it without installing again (`venvs/inputs/<hash>` names it);
+a factory rebuild installs again, refreshing uv's cached index pages.
 """
 
 import contextlib
@@ -98,12 +98,7 @@ def _build_in(
     if key is not None and (options.venvs_dir / key / _COMPLETE).is_file():
         log(f"Reusing the virtual environment {key} (same requirements)")
     else:
-        lock = uv.resolve(python, requirements)
-        key = venv_key(lock, python, version)
-        if (options.venvs_dir / key / _COMPLETE).is_file():
-            log(f"Reusing the virtual environment {key} (same dependencies)")
-        else:
-            uv.make_venv(python, lock, options.venvs_dir / key)
+        key = uv.install(python, version, requirements)
         _write_key(inputs, key)
     venv = options.venvs_dir / key
     processes.check()
@@ -119,23 +114,16 @@ def _build_in(
     return Artifact(kind="venv", ref=str(release), commit=commit)
 
 
+def find_python_early(options: VenvBuildOptions, version: str) -> None:
+    """Look up the interpreter for `version` before a build needs it (a worker's start): asking
+    uv takes most of a second where PATH holds pyenv shims; a missing one is the build's error."""
+    with contextlib.suppress(BuildFailed, OSError, subprocess.SubprocessError):
+        UvRunner(options, {}, lambda _line: None).find_python(version)
+
+
 def venv_key(lock: str, python: str, version: str) -> str:
     digest = hashlib.sha256(f"{python}\n{version}\n{lock}".encode()).hexdigest()
     return f"py{version}-{digest[:24]}"
-
-
-def compile_bytecode(venv: Path) -> None:
-    """Write the venv's `.pyc` files at the lowest CPU priority (atomically, file by file)."""
-    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-        subprocess.run(
-            [str(venv / "bin" / "python"), "-m", "compileall", "-q", "-j", "0", str(venv / "lib")],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=lambda: os.nice(19),
-            timeout=UV_TIMEOUT_SECONDS,
-            check=False,
-        )
 
 
 def _read_key(path: Path) -> str | None:
@@ -281,56 +269,57 @@ class UvRunner:
             raise BuildFailed(f"the Python interpreter {path} does not run: {probe.stderr.strip()}")
         return path, full_version, prefix
 
-    def resolve(self, python: str, requirements: str) -> str:
-        """uv's lock of `requirements` for `python`: every package pinned, hashes aside."""
-        work = self.options.cache_dir.parent / "resolve" / f"{os.getpid()}-{threading.get_ident()}"
-        work.mkdir(parents=True, exist_ok=True)
-        try:
-            (work / "requirements.in").write_text(requirements)
-            command = [
-                "pip", "compile", "--python", python, "--no-header", "--no-annotate",
-                "--quiet", "requirements.in", "-o", "requirements.lock",
-            ]  # fmt: skip
-            if self.options.no_cache:
-                command.append("--refresh")
-            self.log("Resolving dependencies with uv")
-            self._stream(command, cwd=work, env=self.resolve_env, what="resolving dependencies")
-            return (work / "requirements.lock").read_text()
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+    def install(self, python: str, version: str, requirements: str) -> str:
+        """A relocatable venv holding `requirements`, filed under the key of what got installed;
+        returns the key. A venv with exactly those packages already there is reused.
 
-    def make_venv(self, python: str, lock: str, venv: Path) -> None:
-        """A relocatable venv holding exactly `lock`, bytecode compiled, renamed into place."""
-        venv.parent.mkdir(parents=True, exist_ok=True)
-        partial = venv.with_name(f".{venv.name}.partial-{os.getpid()}-{threading.get_ident()}")
+        One uv pass resolves, downloads and installs together (as `uv pip install` by hand),
+        into a temporary venv that is renamed into place whole once complete.
+        """
+        venvs = self.options.venvs_dir
+        venvs.mkdir(parents=True, exist_ok=True)
+        partial = venvs / f".partial-{os.getpid()}-{threading.get_ident()}"
         shutil.rmtree(partial, ignore_errors=True)
         try:
-            self.log(f"Creating the virtual environment {venv.name}")
+            self.log("Creating a virtual environment")
             self._stream(
                 ["venv", "--quiet", "--relocatable", "--python", python, str(partial)],
                 what="creating the virtual environment",
             )
-            (partial / "requirements.lock").write_text(lock)
-            python_in_venv = str(partial / "bin" / "python")
-            lock_file = str(partial / "requirements.lock")
+            wanted = partial / "requirements.in"
+            wanted.write_text(requirements)
+            command = ["pip", "install", "--python", str(partial / "bin" / "python")]
+            if self.options.no_cache:
+                command.append("--refresh")
+            self.log("Installing dependencies with uv")
             self._stream(
-                ["pip", "sync", "--python", python_in_venv, lock_file],
-                env=self.resolve_env,
-                what="installing dependencies",
+                [*command, "-r", str(wanted)], env=self.resolve_env, what="installing dependencies"
             )
+            lock = self._freeze(partial)
+            key = venv_key(lock, python, version)
+            venv = venvs / key
+            if (venv / _COMPLETE).is_file():
+                self.log(f"Reusing the virtual environment {key} (same dependencies)")
+                return key
+            (partial / "requirements.lock").write_text(lock)
             (partial / _COMPLETE).write_text("")
             try:
                 partial.rename(venv)
             except OSError:
                 if not (venv / _COMPLETE).is_file():  # not another build that made it meanwhile
                     raise
-                return
+                return key
         finally:
-            shutil.rmtree(partial, ignore_errors=True)
-        self.log("Compiling bytecode in the background")
-        threading.Thread(
-            target=compile_bytecode, args=(venv,), name="spacehub-compileall", daemon=True
-        ).start()
+            shutil.rmtree(partial, ignore_errors=True)  # nothing left there after the rename
+        self.log(f"Created the virtual environment {key}")
+        return key
+
+    def _freeze(self, venv: Path) -> str:
+        """What is installed in `venv`, one `name==version` a line: the venv's lock."""
+        result = self._run_quiet(["pip", "freeze", "--python", str(venv / "bin" / "python")])
+        if result.returncode != 0:
+            raise BuildFailed(f"uv could not list the installed packages: {result.stderr}".strip())
+        return result.stdout
 
     def _run_quiet(self, command: list[str]) -> subprocess.CompletedProcess:
         return subprocess.run(

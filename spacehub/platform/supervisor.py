@@ -49,6 +49,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 WATCH_SECONDS = 1.0
 HEALTH_POLL_SECONDS = 0.2
+# A refused connect costs microseconds: a starting app is probed this often for its first
+# FAST_HEALTH_SECONDS (most answer by then), so its route switches within ms of its answer.
+FAST_HEALTH_POLL_SECONDS = 0.02
+FAST_HEALTH_SECONDS = 30.0
 LOG_TAIL_LINES = 30
 FIRST_BACKOFF_SECONDS = 1.0
 STABLE_SECONDS = 30.0  # up this long after a restart: the next crash starts a fresh backoff
@@ -531,7 +535,8 @@ class Supervisor:
 
     async def _wait_until_answers(self, instance: Instance, timeout: float) -> None:
         """Return once the instance answers HTTP at all (any status); else raise StartFailed."""
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
         next_status_check = 0.0
         while time.monotonic() < deadline:
             if await answers_http(instance.host, instance.port):
@@ -546,7 +551,8 @@ class Supervisor:
                     )
                     raise StartFailed(reason, await self._log_tail(instance))
                 next_status_check = time.monotonic() + 1
-            await asyncio.sleep(HEALTH_POLL_SECONDS)
+            fast = time.monotonic() - started < FAST_HEALTH_SECONDS
+            await asyncio.sleep(FAST_HEALTH_POLL_SECONDS if fast else HEALTH_POLL_SECONDS)
         raise StartFailed(
             f"the app did not answer HTTP on port {instance.port} within {timeout:.0f} s "
             "(startup_duration_timeout)",

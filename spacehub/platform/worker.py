@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from anyio import to_thread
 
@@ -25,6 +25,7 @@ from spacehub.builder.plan import BuildPlan, plan_build
 from spacehub.builder.static import build_static_release
 from spacehub.core.errors import InvalidConfig, NoAppFile, Unprocessable
 from spacehub.core.release import Artifact
+from spacehub.core.space_config import SpaceConfig
 from spacehub.core.stages import Stage, building_stage
 from spacehub.platform.build_logs import LogWriter
 from spacehub.platform.context import Platform
@@ -35,6 +36,9 @@ from spacehub.platform.models import Build, Space
 from spacehub.platform.services import builds, desired, secrets
 from spacehub.platform.services.spaces import owner_of, set_stage
 from spacehub.platform.settings import Settings
+
+if TYPE_CHECKING:
+    from spacehub.builder.venv import VenvBuildOptions
 
 log = logging.getLogger(__name__)
 IDLE_POLL_SECONDS = 1.0
@@ -68,6 +72,9 @@ async def run_build_workers(platform: Platform, count: int, stop: asyncio.Event,
         asyncio.create_task(run_build_worker(platform, f"{worker_prefix()}{index}", stop, kind))
         for index in range(count)
     ]
+    if kind == "local":  # the first build should not wait for the interpreter's lookup
+        warm = threading.Thread(target=_find_python_early, args=(platform.settings,), daemon=True)
+        warm.start()
     await stop.wait()
     _, unfinished = await asyncio.wait(workers, timeout=STOP_GRACE_SECONDS)
     for task in unfinished:
@@ -359,20 +366,33 @@ async def _build_artifact(
         return None
 
 
-async def _build_venv_release(
-    platform: Platform, job: BuildJob, plan: BuildPlan
-) -> Artifact | None:
-    """The local runtime's release: the app's files and a shared venv made with uv."""
-    from spacehub.builder.venv import BuildFailed, VenvBuildOptions, build_venv_release
+def _venv_options(settings: Settings, no_cache: bool = False) -> "VenvBuildOptions":
+    from spacehub.builder.venv import VenvBuildOptions
 
-    settings = platform.settings
-    options = VenvBuildOptions(
+    return VenvBuildOptions(
         venvs_dir=settings.data_dir / "venvs",
         cache_dir=settings.data_dir / "cache" / "uv",
         ca_bundle=settings.build_ca_bundle,
         pip_index_url=settings.build_pip_index_url,
-        no_cache=job.build.no_cache,
+        no_cache=no_cache,
     )
+
+
+def _find_python_early(settings: Settings) -> None:
+    from spacehub.builder.venv import find_python_early
+
+    version = SpaceConfig.model_fields["python_version"].default
+    find_python_early(_venv_options(settings), version)
+
+
+async def _build_venv_release(
+    platform: Platform, job: BuildJob, plan: BuildPlan
+) -> Artifact | None:
+    """The local runtime's release: the app's files and a shared venv made with uv."""
+    from spacehub.builder.venv import BuildFailed, build_venv_release
+
+    settings = platform.settings
+    options = _venv_options(settings, no_cache=job.build.no_cache)
     try:
         return await _in_daemon_thread(
             lambda: build_venv_release(

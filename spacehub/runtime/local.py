@@ -14,6 +14,10 @@ Isolation: with `bwrap` installed, an app sees the host's /usr and /etc read-onl
 interpreter read-only, and only its own folder, home and storage writable; not the platform's
 data dir nor other spaces. Without it apps run unisolated (logged once).
 
+Bytecode: a venv's `.pyc` files are compiled once, after the first instance that runs in it
+answers (`venvs/<key>/.spacehub-compiled` says it is done), at idle CPU priority. That instance
+imports from source once; compiling while it did slowed its start by a second or more here.
+
 Limits: cgroup v2 when `/sys/fs/cgroup` is a writable v2 hierarchy (memory.max with no swap,
 pids.max, cpu.max, per instance); otherwise rlimits: RLIMIT_DATA for memory (RLIMIT_AS would
 count the large virtual maps Python libraries reserve and never touch) and RLIMIT_NPROC for
@@ -30,6 +34,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
@@ -65,6 +70,10 @@ DATA_MOUNT = "/data"
 _FOLLOW_POLL_SECONDS = 0.3
 USAGE_WINDOW_SECONDS = 0.25  # a first CPU reading: two samples this far apart
 _USAGE_SAMPLE_MAX_AGE = 60.0  # an older previous sample is not used: a fresh window is taken
+COMPILED_MARKER = ".spacehub-compiled"  # in a venv: its bytecode is compiled
+COMPILE_TIMEOUT_SECONDS = 1800
+COMPILE_WAIT_SECONDS = 300  # an instance that has not answered by then: compile anyway
+_UP_POLL_SECONDS = 0.1
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
@@ -146,6 +155,8 @@ class LocalRuntime(Runtime):
         self.cgroup_parent = CGROUP_ROOT / f"spacehub-{platform_id or 'default'}"
         self._children: dict[int, subprocess.Popen] = {}
         self._cpu_samples: dict[str, tuple[float, int]] = {}  # instance id: (monotonic, ticks)
+        self._compiling: set[str] = set()  # venvs whose bytecode a thread compiles
+        self._compiling_lock = threading.Lock()
 
     async def deploy(self, spec: AppSpec) -> Instance:
         return (await anyio.to_thread.run_sync(self._deploy, spec)).instance()
@@ -278,21 +289,57 @@ class LocalRuntime(Runtime):
                 preexec_fn=_limiter(spec.limits, cgroup),
             )
         self._children[process.pid] = process
-        start_time = process_start_time(process.pid) or 0
-        record = InstanceRecord(
-            id=instance_id,
-            platform_id=self.platform_id,
-            space_id=spec.space_id,
-            commit=spec.commit,
-            port=port,
-            pid=process.pid,
-            start_time=start_time,
-            log=str(log_path),
-            spec=_spec_to_json(spec),
-            cgroup=str(cgroup.memory) if cgroup else None,
-        )
-        self._write_record(record)
+        try:
+            start_time = process_start_time(process.pid) or 0
+            record = InstanceRecord(
+                id=instance_id,
+                platform_id=self.platform_id,
+                space_id=spec.space_id,
+                commit=spec.commit,
+                port=port,
+                pid=process.pid,
+                start_time=start_time,
+                log=str(log_path),
+                spec=_spec_to_json(spec),
+                cgroup=str(cgroup.memory) if cgroup else None,
+            )
+            self._write_record(record)
+        except BaseException:  # unrecorded, nothing could stop it later: stop it now
+            _signal_group(process.pid, signal.SIGKILL)
+            self._children.pop(process.pid, None)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(STOP_GRACE_SECONDS)
+            raise
+        self._compile_once_up(manifest.venv, port)
         return record
+
+    def _compile_once_up(self, venv: str, port: int) -> None:
+        """Compile the venv's bytecode (once) after this instance answers, in a thread."""
+        if Path(venv, COMPILED_MARKER).exists():
+            return
+        with self._compiling_lock:
+            if venv in self._compiling:
+                return
+            self._compiling.add(venv)
+        compiling = threading.Thread(
+            target=self._compile_when_up, args=(venv, port), name="spacehub-compileall", daemon=True
+        )
+        try:
+            compiling.start()
+        except RuntimeError:  # no thread to be had now: the next start compiles
+            log.warning("could not start compiling the bytecode of %s", venv)
+            with self._compiling_lock:
+                self._compiling.discard(venv)
+
+    def _compile_when_up(self, venv: str, port: int) -> None:
+        try:
+            deadline = time.monotonic() + COMPILE_WAIT_SECONDS
+            while time.monotonic() < deadline and not _accepts(port):
+                time.sleep(_UP_POLL_SECONDS)
+            compile_bytecode(Path(venv))
+        finally:
+            with self._compiling_lock:
+                self._compiling.discard(venv)
 
     def _environment(
         self,
@@ -482,6 +529,42 @@ class LocalRuntime(Runtime):
         with os.fdopen(descriptor, "w") as file:
             json.dump(asdict(record), file)
         partial.rename(path)
+
+
+def _accepts(port: int) -> bool:
+    """Whether something listens on the loopback `port`."""
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex((LOOPBACK, port)) == 0
+
+
+def compile_bytecode(venv: Path) -> None:
+    """Write the venv's `.pyc` files when no other process wants the CPU (file by file,
+    atomically), then mark it compiled; a compile cut short is taken up by the next one."""
+    try:
+        done = subprocess.run(
+            [str(venv / "bin" / "python"), "-m", "compileall", "-q", "-j", "0", str(venv / "lib")],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_lowest_priority,
+            timeout=COMPILE_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return
+    # compileall exits 1 when some file does not compile (test data of packages): still done.
+    if done.returncode in (0, 1):
+        with contextlib.suppress(OSError):
+            (venv / COMPILED_MARKER).touch()
+
+
+def _lowest_priority() -> None:
+    """SCHED_IDLE (CPU only when nothing else wants it), else nice 19."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except OSError:
+        os.nice(19)
 
 
 def _label(space_id: str) -> str:
