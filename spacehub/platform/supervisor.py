@@ -264,7 +264,8 @@ class Supervisor:
         except Exception:
             log.exception("supervising space %s failed; trying again", space_row_id)
 
-    async def _reconcile(self, space_row_id: int) -> None:
+    async def _reconcile(self, space_row_id: int, steps: dict[str, float] | None = None) -> None:
+        """`steps`, when given, gets the seconds a roll-out spent on each step (for a wake)."""
         view = await to_thread.run_sync(self._read_view, space_row_id)
         if view is None:
             self._end_sleep(space_row_id, woken=False)
@@ -275,7 +276,7 @@ class Supervisor:
         if view.to_stop:
             await self._pause(view)
         elif view.to_roll_out:
-            await self._roll_out(view)
+            await self._roll_out(view, {} if steps is None else steps)
         elif view.to_watch:
             await self._watch(view)
 
@@ -285,11 +286,12 @@ class Supervisor:
         await to_thread.run_sync(self._record_instance, view.id, None)
         self._crashes.pop(view.id, None)
 
-    async def _roll_out(self, view: SpaceView) -> None:
+    async def _roll_out(self, view: SpaceView, steps: dict[str, float]) -> None:
         """Deploy → health gate → switch the route → stop the old instance.
 
         A start that fails leaves the old instance live and records why.
         """
+        clock = time.monotonic()
         release = view.desired_release
         build_log = await to_thread.run_sync(self._build_log, release)
         if release is None:  # nothing built yet: the build that comes records a release
@@ -303,12 +305,14 @@ class Supervisor:
             if prepared is None:
                 return
             spec, timeout = prepared
+            steps["prepare"], clock = _lap(clock)
             try:
                 instance = await self._deploy(spec)
             except SpacehubError as error:
                 reason = f"the release could not start: {error.message}"
                 await to_thread.run_sync(self._record_failure, view, reason, build_log)
                 return
+            steps["start"], clock = _lap(clock)
             try:
                 await self._wait_until_answers(instance, timeout)
             except StartFailed as error:
@@ -319,7 +323,9 @@ class Supervisor:
             except BaseException:  # a platform stop or a pause: leave no orphan
                 await self.runtime.stop(instance)
                 raise
+            steps["until it answered"], clock = _lap(clock)
             await to_thread.run_sync(self._record_live, view, artifact, instance)
+            steps["route"], clock = _lap(clock)
         self._crashes.pop(view.id, None)
         if build_log is not None:
             build_log.write("Live")
@@ -391,7 +397,10 @@ class Supervisor:
         """
         assert view.instance is not None
         loop = asyncio.get_running_loop()
-        thaw_soon = partial(loop.call_soon_threadsafe, self._thaw_soon, view.id)
+
+        def thaw_soon() -> None:  # in the proxy's thread: the wake's clock starts there
+            loop.call_soon_threadsafe(self._thaw_soon, view.id, time.monotonic())
+
         entry = FrozenInstance(view.space_id, view.instance, Frozen(request_thaw=thaw_soon))
         self._frozen[view.id] = entry
         self.platform.routes.frozen[view.space_id] = entry.mark
@@ -409,11 +418,11 @@ class Supervisor:
         else:
             log.info("froze %s: idle for %.0f s", view.space_id, self._idle_seconds(view.space_id))
 
-    def _thaw_soon(self, space_row_id: int) -> None:
+    def _thaw_soon(self, space_row_id: int, asked: float) -> None:
         """A request for a frozen space came (called from the proxy's thread, on this loop)."""
         entry = self._frozen.get(space_row_id)
         if entry is not None and entry.thawing is None:
-            entry.thaw_requested = time.monotonic()
+            entry.thaw_requested = asked
             entry.thawing = asyncio.create_task(self._thaw(space_row_id, entry))
 
     async def _unfreeze(self, space_row_id: int) -> None:
@@ -430,7 +439,10 @@ class Supervisor:
             if self._frozen.get(space_row_id) is not entry:
                 return  # the freeze did not happen
             try:
-                await to_the_end(self.runtime.thaw(entry.instance))
+                # Awaited directly, not through to_the_end's task: a request waits on this, and
+                # under load every hop through the loop adds up (the runtime's thread, if any,
+                # runs to its end anyway).
+                await self.runtime.thaw(entry.instance)
                 thawed = True
             except Exception:
                 log.exception("could not thaw %s", entry.space_id)
@@ -493,12 +505,13 @@ class Supervisor:
 
     async def _wake(self, space_row_id: int, entry: SleepingSpace) -> None:
         woken = False
+        steps: dict[str, float] = {}
         try:
             async with self._lock(space_row_id):
                 if self._asleep.get(space_row_id) is not entry:
                     return
                 if await to_thread.run_sync(self._want_wake, space_row_id):
-                    await self._reconcile(space_row_id)  # the live release, health-gated
+                    await self._reconcile(space_row_id, steps)  # the live release, health-gated
                     woken = await to_thread.run_sync(self._serving, space_row_id)
                 else:  # paused, rebuilt or deleted meanwhile: the route says what answers
                     woken = True
@@ -509,7 +522,8 @@ class Supervisor:
         if woken and entry.wake_requested is not None:
             waited = time.monotonic() - entry.wake_requested
             self.platform.metrics.wakes.labels(tier="stopped").observe(waited)
-            log.info("woke %s in %.2f s", entry.space_id, waited)
+            took = ", ".join(f"{step} {seconds:.2f} s" for step, seconds in steps.items())
+            log.info("woke %s in %.2f s (%s)", entry.space_id, waited, took)
 
     def _forget_sleep_unless_asleep(self, view: SpaceView) -> None:
         """A space that left SLEEPING otherwise than by a wake (a restart, a push, a pause):
@@ -691,6 +705,12 @@ class Supervisor:
                     if vanished and not pending and space.stage != Stage.DELETING:
                         desired.want_restart(session, space)
                 publish_route(self.platform, session, space)
+
+
+def _lap(since: float) -> tuple[float, float]:
+    """Seconds since `since`, and now."""
+    now = time.monotonic()
+    return now - since, now
 
 
 def _identity(instance: Instance) -> str:

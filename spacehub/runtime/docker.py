@@ -1,7 +1,9 @@
 """Spaces as Docker containers on one engine, each reached on a port published on 127.0.0.1."""
 
+import asyncio
 import contextlib
 import logging
+import os
 import re
 import secrets
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -46,6 +48,12 @@ def engine_answers(timeout: float = 5) -> bool:
         return False
     finally:
         client.close()
+
+
+def engine_socket() -> str | None:
+    """The engine's unix socket, as `docker.from_env` finds it; None for a TCP or SSH one."""
+    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    return host.removeprefix("unix://") if host.startswith("unix://") else None
 
 
 def space_label(space_id: str) -> str:
@@ -173,6 +181,7 @@ class DockerRuntime(Runtime):
         self.label_prefix = label_prefix
         self.client = docker.from_env()
         self._network_ready = False
+        self._socket = engine_socket()
 
     async def deploy(self, spec: AppSpec) -> Instance:
         return await anyio.to_thread.run_sync(self._deploy, spec)
@@ -220,7 +229,37 @@ class DockerRuntime(Runtime):
         return await anyio.to_thread.run_sync(self._pause, instance.state["container_id"], True)
 
     async def thaw(self, instance: Instance) -> None:
-        await anyio.to_thread.run_sync(self._pause, instance.state["container_id"], False)
+        """`docker unpause`, asked on the event loop when the engine is on a unix socket: a
+        request waits for it, and handing the call to a worker thread and back cost more than
+        the engine's own 13 ms under load (the thread waits for the GIL behind busy ones)."""
+        container_id = instance.state["container_id"]
+        if self._socket is not None:
+            with contextlib.suppress(OSError, TimeoutError):
+                status, body = await asyncio.wait_for(self._unpause_on_loop(container_id), 30)
+                # 204 done, 404 gone; 409 or a 500 'is not paused': not paused (as `_pause`).
+                if status in (204, 404, 409) or b"is not paused" in body:
+                    return
+                log.warning("unpausing %s: %s %s", container_id[:12], status, body[:200])
+        await anyio.to_thread.run_sync(self._pause, container_id, False)
+
+    async def _unpause_on_loop(self, container_id: str) -> tuple[int, bytes]:
+        """POST .../unpause over the engine's socket; its status code and body."""
+        assert self._socket is not None
+        reader, writer = await asyncio.open_unix_connection(self._socket)
+        try:
+            path = f"/v{self.client.api.api_version}/containers/{container_id}/unpause"
+            writer.write(
+                f"POST {path} HTTP/1.1\r\nHost: docker\r\nContent-Length: 0\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+            answer = await reader.read()  # up to the engine's close
+        finally:
+            writer.close()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        status = head.split(b" ", 2)
+        if len(status) < 2 or not status[1].isdigit():
+            raise OSError(f"the engine answered {answer[:80]!r}")
+        return int(status[1]), body
 
     async def usage(self, instance: Instance) -> InstanceUsage | None:
         """One `docker stats --no-stream`: the engine takes two samples about a second apart."""
