@@ -3,7 +3,9 @@ request starts it again and is held until it answers (a browser gets a waking pa
 
 The logic runs in-process against the fake runtimes of tests/test_supervisor.py (each instance a
 real process serving HTTP) and the real proxy on the same event loop, as in `serve`. Then real
-apps from examples/ on a real `spacehub serve`: local runtime, and one Docker case.
+apps from examples/ on a real `spacehub serve`: a Gradio space on each runtime (the local one
+through restart, crowd, browser and pause), and one Streamlit space per runtime, built once, that
+an open tab keeps awake and a new tab's WebSocket wakes in both URL forms.
 """
 
 import asyncio
@@ -23,7 +25,13 @@ from spacehub.platform.db import session_scope
 from spacehub.platform.metrics import render_metrics
 from spacehub.platform.services import desired
 from spacehub.platform.supervisor import Supervisor
-from tests.conftest import EXAMPLES, explain_failure, start_platform, wait_for
+from tests.conftest import (
+    EXAMPLES,
+    assert_streamlit_session_renders,
+    explain_failure,
+    start_platform,
+    wait_for,
+)
 from tests.test_freeze import FreezingRuntime, process_state, proxy
 from tests.test_runtime_conformance import RuntimeHub, clean_up, runtime_settings
 from tests.test_supervisor import (
@@ -373,25 +381,72 @@ def test_a_sleeping_local_gradio_space_through_restart_crowd_client_browser_and_
         clean_up("local", hub.platform, hub.created)
 
 
-def test_an_open_streamlit_tab_keeps_its_space_awake_past_its_sleep_time(tmp_path, request):
-    from websockets.sync.client import connect as ws_connect
-
-    hub = real_hub("local", tmp_path, request)
+@pytest.fixture(scope="module", params=[pytest.param("docker", marks=pytest.mark.docker), "local"])
+def streamlit_platform(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[RuntimeHub, str]]:
+    """One Streamlit space (examples/streamlit-square) per runtime, built once for its tests,
+    with the short sleep time."""
+    runtime: str = request.param
+    root = tmp_path_factory.mktemp(f"sleepy-streamlit-{runtime}")
+    platform = start_platform(root / "data", **runtime_settings(runtime))
+    hub = RuntimeHub(runtime, platform, root / "checkouts")
     try:
-        space_id = hub.create("awake-tab", "streamlit")
+        space_id = hub.create("sleepy-square", "streamlit")
         hub.push(space_id, EXAMPLES / "streamlit-square")
         hub.running(space_id)
-        hub.api.set_space_sleep_time(space_id, REAL_SLEEP_TIME)
-        url = hub.path_url(space_id)
-        stream = url.replace("http://", "ws://") + "_stcore/stream"
-        with ws_connect(stream, subprotocols=["streamlit"], origin=url.split("/apps/")[0]):
-            time.sleep(REAL_SLEEP_TIME * 3)  # not a byte sent
-            assert hub.api.get_space_runtime(space_id).stage == "RUNNING", "asleep, tab open"
-            assert len(hub.instances(space_id)) == 1
-        fall_asleep(hub, space_id)
-        # A new tab wakes it: the WebSocket is held until the app answers.
-        with ws_connect(stream, subprotocols=["streamlit"], origin=url.split("/apps/")[0]) as tab:
-            assert tab.subprotocol == "streamlit"
-        assert hub.api.get_space_runtime(space_id).stage == "RUNNING"
+        assert hub.api.set_space_sleep_time(space_id, REAL_SLEEP_TIME).sleep_time == REAL_SLEEP_TIME
+        yield hub, space_id
     finally:
-        clean_up("local", hub.platform, hub.created)
+        clean_up(runtime, platform, hub.created)
+
+
+@pytest.fixture
+def streamlit_hub(
+    request: pytest.FixtureRequest, streamlit_platform: tuple[RuntimeHub, str]
+) -> tuple[RuntimeHub, str]:
+    """The runtime's Streamlit platform; a failing test shows the platform's log."""
+    platform = streamlit_platform[0].platform
+    explain_failure(request.node, "platform log (tail)", lambda: platform.log()[-6000:])
+    return streamlit_platform
+
+
+def streamlit_tab(url: str):  # type: ignore[no-untyped-def]
+    """Open Streamlit's WebSocket as the app's page does (its own Origin); held while asleep."""
+    from websockets.sync.client import connect as ws_connect
+
+    origin = url.split("/apps/")[0].rstrip("/")
+    stream = url.replace("http://", "ws://") + "_stcore/stream"
+    return ws_connect(stream, subprotocols=["streamlit"], origin=origin, open_timeout=90)
+
+
+def test_an_open_streamlit_tab_keeps_its_space_awake_past_its_sleep_time(streamlit_hub):
+    hub, space_id = streamlit_hub
+    wait_for(
+        lambda: hub.get(space_id, "path", "_stcore/health").text == "ok",
+        60,
+        "the app to answer (a request wakes it if asleep)",
+    )
+    with streamlit_tab(hub.path_url(space_id)) as tab:
+        assert tab.subprotocol == "streamlit"
+        time.sleep(REAL_SLEEP_TIME * 3)  # not a byte sent
+        assert hub.api.get_space_runtime(space_id).stage == "RUNNING", "asleep, tab open"
+        assert len(hub.instances(space_id)) == 1
+    fall_asleep(hub, space_id)
+
+
+@pytest.mark.parametrize("form", ["path", "subdomain"])
+def test_a_streamlit_session_wakes_its_sleeping_space(streamlit_hub, app_hosts_resolve, form):
+    """A new tab's WebSocket is held until the app answers, then its session renders."""
+    hub, space_id = streamlit_hub
+    url = hub.path_url(space_id) if form == "path" else hub.subdomain_url(space_id)
+    fall_asleep(hub, space_id)
+    wakes = stopped_wakes(hub)
+    started = time.monotonic()
+    with streamlit_tab(url) as tab:
+        assert tab.subprotocol == "streamlit"
+        print(f"\n{hub.runtime}: a {form} tab woke Streamlit in {time.monotonic() - started:.1f} s")
+    assert hub.api.get_space_runtime(space_id).stage == "RUNNING"
+    assert len(hub.instances(space_id)) == 1
+    assert stopped_wakes(hub) == wakes + 1
+    assert_streamlit_session_renders(url, "squared is 49")
