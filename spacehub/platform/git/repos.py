@@ -107,11 +107,16 @@ def export_commit(repo: Path, commit: str, destination: Path, data_dir: Path) ->
             raise NotFound(f"commit {commit} is not in the repository")
         with tarfile.open(archive) as tar:
             members = _members_inside(tar, destination)
-            tar.extractall(destination, members=members, filter="data")
+            tar.extractall(destination, members=members, **_DATA_FILTER)  # noqa: S202
     finally:
         archive.unlink(missing_ok=True)
     small = [m.name for m in members if m.isfile() and m.size <= lfs_store.POINTER_MAX_BYTES]
     lfs_store.replace_pointers(data_dir, repo, destination, small)
+
+
+# tarfile's extraction filters came in Python 3.11.4 (PEP 706): Debian 12's Python 3.11.2 has
+# none. _members_inside already keeps only files, folders and symlinks inside the destination.
+_DATA_FILTER = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
 
 
 def _members_inside(tar: tarfile.TarFile, root: Path) -> list[tarfile.TarInfo]:
