@@ -30,3 +30,25 @@ trust_host_ca() {
     export SPACEHUB_BUILD_CA_BUNDLE="${SPACEHUB_BUILD_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
   fi
 }
+
+# unpack_debian_packages SUITE CACHE PACKAGE...: download PACKAGEs of another Debian release
+# (e.g. trixie) from this machine's mirror through a private apt directory (CACHE/apt: the host's
+# packages and sources are never touched) and unpack them with dpkg -x into CACHE/root.
+unpack_debian_packages() {
+  local suite=$1 cache=$2
+  shift 2
+  local apt=$cache/apt root=$cache/root
+  mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$cache/debs"
+  local mirror
+  mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null |
+    awk '/^(URIs:|deb) +https?:\/\/[^ ]+\/debian\/?( |$)/ {print $2; exit}' || true)
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${mirror:-http://deb.debian.org/debian} $suite main" >"$apt/sources.list"
+  local options=(-q -o "Dir::Etc::sourcelist=$apt/sources.list" -o Dir::Etc::sourceparts=-
+    -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache" -o APT::Sandbox::User=root)
+  apt-get "${options[@]}" update >&2
+  (cd "$cache/debs" && rm -f ./*.deb && apt-get "${options[@]}" download "$@" >&2)
+  rm -rf "$root.new" && mkdir -p "$root.new"
+  local deb
+  for deb in "$cache"/debs/*.deb; do dpkg -x "$deb" "$root.new"; done
+  rm -rf "$root" && mv "$root.new" "$root"
+}

@@ -1,0 +1,326 @@
+"""deploy/: the compose file and the Swarm stack are valid, and the compose file starts the
+platform for real (its image, PostgreSQL and nginx) so that a static space pushed through nginx
+is served through nginx.
+
+No registry answers here: `postgres:16` and `nginx:1.27` are stand-ins built from Debian packages
+(tests/images/) unless the engine has the official images. Compose v2 comes from
+`scripts/compose-plugin`. Marked `deploy`: scripts/test runs it on the host's engine only.
+"""
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from spacehub.builder.buildkit import NoBuildKit, find_buildkit
+from tests.conftest import (
+    ADMIN_TOKEN,
+    EXAMPLES,
+    IN_CI,
+    explain_failure,
+    free_port,
+    git,
+    make_checkout,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.docker, pytest.mark.deploy]
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+STAND_INS = Path(__file__).resolve().parent / "images"
+PLATFORM_IMAGE = "spacehub/spacehub:latest"
+STAND_IN_LABEL = "org.spacehub.test-stand-in"
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+# Added to the CA bundle the build gets as a secret: found in no layer, history or file after.
+CA_MARKER = b"# spacehub deploy test: this CA bundle must not stay in the image"
+
+
+def missing(message: str) -> None:
+    """Something this test needs is not here: a failure under CI=true, else a skip."""
+    if IN_CI:
+        pytest.fail(f"CI=true: {message}")
+    pytest.skip(message)
+
+
+def run(
+    command: list[str], env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def must(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 0, (
+        f"{' '.join(result.args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    )
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def docker_cli() -> str:
+    cli = shutil.which("docker")
+    if cli is None:
+        missing("no docker CLI on PATH")
+    return cli
+
+
+@pytest.fixture(scope="module")
+def compose_env(docker_cli: str) -> dict[str, str]:
+    """The environment in which `docker compose` works: the plugin from scripts/compose-plugin."""
+    fetched = run([str(ROOT / "scripts" / "compose-plugin")], timeout=600)
+    if fetched.returncode != 0:
+        missing(f"scripts/compose-plugin failed:\n{fetched.stderr}")
+    env = {**os.environ, "DOCKER_CONFIG": fetched.stdout.strip()}
+    version = run([docker_cli, "compose", "version", "--short"], env=env)
+    if version.returncode != 0:
+        missing(f"docker compose does not run: {version.stderr}")
+    return env
+
+
+def deploy_settings(**ports: int) -> dict[str, str]:
+    """What a user puts in deploy/.env; ports published on loopback only."""
+    http, apps = ports.get("http", 80), ports.get("apps", 8080)
+    return {
+        "SPACEHUB_POSTGRES_PASSWORD": secrets.token_hex(16),
+        "SPACEHUB_ADMIN_TOKEN": ADMIN_TOKEN,
+        "SPACEHUB_BIND": "127.0.0.1",
+        "SPACEHUB_HTTP_PORT": str(http),
+        "SPACEHUB_APPS_HTTP_PORT": str(apps),
+        "SPACEHUB_SSH_PUBLISH_PORT": str(ports.get("ssh", 2222)),
+        "SPACEHUB_PUBLIC_URL": f"http://127.0.0.1:{http}",
+        "SPACEHUB_APPS_URL": f"http://localhost:{apps}",
+        "SPACEHUB_IMAGE": PLATFORM_IMAGE,
+    }
+
+
+def test_compose_file_needs_its_secrets_and_starts_services_in_order(
+    docker_cli: str, compose_env: dict[str, str]
+) -> None:
+    compose = [docker_cli, "compose", "-f", str(DEPLOY / "compose.yaml")]
+    unset = {k: v for k, v in compose_env.items() if not k.startswith("SPACEHUB_")}
+    refused = run([*compose, "config"], env=unset)
+    assert refused.returncode != 0
+    assert "SPACEHUB_POSTGRES_PASSWORD" in refused.stderr
+
+    config = json.loads(
+        must(run([*compose, "config", "--format", "json"], env={**unset, **deploy_settings()}))
+    )
+    services = config["services"]
+    assert set(services) == {"postgres", "spacehub", "nginx"}
+    assert services["postgres"]["image"] == "postgres:16"
+    assert services["nginx"]["image"].startswith("nginx:1.")
+    assert services["spacehub"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert services["nginx"]["depends_on"]["spacehub"]["condition"] == "service_healthy"
+    assert services["postgres"]["healthcheck"]["test"][1] == "pg_isready"
+    assert "/api/health" in services["nginx"]["healthcheck"]["test"][-1]
+    # spacehub's own healthcheck is the image's HEALTHCHECK
+    assert "HEALTHCHECK" in (DEPLOY / "Dockerfile").read_text()
+    assert services["spacehub"]["build"]["dockerfile"] == "deploy/Dockerfile"
+    assert {port["host_ip"] for s in services.values() for port in s.get("ports", [])} == {
+        "127.0.0.1"
+    }
+    url = services["spacehub"]["environment"]["SPACEHUB_DATABASE_URL"]
+    assert url.startswith("postgresql+psycopg://spacehub:")
+    assert url.endswith("@postgres:5432/spacehub")
+
+
+def test_stack_file_deploys_one_platform_behind_nginx(docker_cli: str) -> None:
+    env = {**os.environ, **deploy_settings()}
+    answer = run([docker_cli, "stack", "config", "-c", str(DEPLOY / "stack.yaml")], env=env)
+    if answer.returncode != 0 and "unknown command" in answer.stderr + answer.stdout:
+        missing(f"{docker_cli} has no `docker stack config`")
+    import yaml
+
+    services = yaml.safe_load(must(answer))["services"]
+    assert set(services) == {"postgres", "spacehub", "nginx"}
+    for name, service in services.items():
+        assert service["deploy"]["restart_policy"]["condition"] == "any", name
+    # One platform process per data dir, also while updating.
+    assert services["spacehub"]["deploy"]["replicas"] == 1
+    assert services["spacehub"]["deploy"]["update_config"]["order"] == "stop-first"
+    assert services["spacehub"]["image"] == PLATFORM_IMAGE
+    assert services["nginx"]["configs"][0]["target"] == "/etc/nginx/conf.d/default.conf"
+    assert {port["target"] for port in services["nginx"]["ports"]} == {80, 8080}
+
+
+# --- the real start
+
+
+def build(cli: list[str], tag: str, context: Path, *options: str) -> None:
+    result = run(
+        [*cli, "--progress=plain", "-t", tag, *options, str(context)],
+        env={**os.environ, "DOCKER_BUILDKIT": "1"},
+        timeout=900,
+    )
+    assert result.returncode == 0, f"building {tag} failed:\n{result.stderr[-6000:]}"
+
+
+def stand_in_needed(docker_cli: str, image: str) -> bool:
+    """Build the stand-in unless the engine has the real image (one without our label)."""
+    found = run([docker_cli, "image", "inspect", image, "--format", "{{json .Config.Labels}}"])
+    return found.returncode != 0 or STAND_IN_LABEL in found.stdout
+
+
+@pytest.fixture(scope="module")
+def deploy_images(docker_cli: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The platform's image (CA bundle as a secret) and the stand-ins; cached by BuildKit."""
+    try:
+        cli = find_buildkit().build_command()
+    except NoBuildKit as error:
+        missing(error.message)
+    bundle = tmp_path_factory.mktemp("ca") / "ca.pem"
+    bundle.write_bytes(
+        (HOST_CA_BUNDLE.read_bytes() if HOST_CA_BUNDLE.exists() else b"") + b"\n" + CA_MARKER
+    )
+    build(
+        cli,
+        PLATFORM_IMAGE,
+        ROOT,
+        "-f",
+        str(DEPLOY / "Dockerfile"),
+        "--secret",
+        f"id=ca,src={bundle}",
+    )
+    for image, target in (("postgres:16", "postgres"), ("nginx:1.27", "nginx")):
+        if stand_in_needed(docker_cli, image):
+            build(cli, image, STAND_INS, "--target", target)
+
+
+@dataclass
+class Deployment:
+    """A started project of deploy/compose.yaml: its settings and its `docker compose`."""
+
+    settings: dict[str, str]
+    command: list[str]
+    env: dict[str, str]
+
+    def compose(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return run([*self.command, *args], env=self.env, timeout=timeout)
+
+    def url(self, port_setting: str) -> str:
+        return f"http://127.0.0.1:{self.settings[port_setting]}"
+
+
+@pytest.fixture
+def deployment(
+    request: pytest.FixtureRequest,
+    docker_cli: str,
+    compose_env: dict[str, str],
+    deploy_images: None,
+) -> Iterator[Deployment]:
+    """`docker compose up` of deploy/compose.yaml as a project of its own; always taken down."""
+    settings = deploy_settings(http=free_port(), apps=free_port(), ssh=free_port())
+    project = f"spacehub-deploy-test-{secrets.token_hex(4)}"
+    started = Deployment(
+        settings,
+        [docker_cli, "compose", "-p", project, "-f", str(DEPLOY / "compose.yaml")],
+        {**compose_env, **settings},
+    )
+    explain_failure(
+        request.node,
+        "docker compose ps and logs",
+        lambda: (
+            must(started.compose("ps", "-a"))
+            + must(started.compose("logs", "--no-color", "--tail", "150"))
+        ),
+    )
+    try:
+        up = started.compose("up", "-d", "--no-build", "--wait", timeout=300)
+        assert up.returncode == 0, f"docker compose up failed:\n{up.stdout}\n{up.stderr}"
+        yield started
+    finally:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            started.compose("down", "-v", "--remove-orphans", "--timeout", "10", timeout=180)
+
+
+def test_compose_serves_a_space_pushed_through_nginx(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    site, apps = deployment.url("SPACEHUB_HTTP_PORT"), deployment.url("SPACEHUB_APPS_HTTP_PORT")
+    health = httpx.get(f"{site}/api/health", timeout=10)
+    assert health.status_code == 200, health.text
+    assert health.json()["runtime"] == "LocalRuntime"
+
+    with httpx.Client(
+        base_url=site, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30
+    ) as api:
+        made = api.post(
+            "/api/repos/create", json={"name": "ausstellung", "type": "space", "sdk": "static"}
+        )
+        assert made.status_code == 200, made.text
+
+        # A user's site: the example, a page with spaces and umlauts in its name, and an 8 MB
+        # binary (nginx's default body limit is 1 MB; the push streams through it).
+        checkout = tmp_path / "site"
+        git_url = site.replace("://", f"://admin:{ADMIN_TOKEN}@") + "/spaces/admin/ausstellung"
+        make_checkout(checkout, EXAMPLES / "static-site", clone_url=git_url)
+        (checkout / "Über uns.html").write_text("<h1>Über uns — Grüße</h1>\n", encoding="utf-8")
+        photo = os.urandom(8 * 1024 * 1024)
+        (checkout / "media").mkdir()
+        (checkout / "media" / "foto 1.bin").write_bytes(photo)
+        git("add", "-A", cwd=checkout)
+        git("commit", "--quiet", "-m", "site with media", cwd=checkout)
+        pushed = git("push", git_url, "main", cwd=checkout, check=False)
+        assert pushed.returncode == 0, pushed.stderr
+
+        def running() -> dict:
+            stage = api.get("/api/spaces/admin/ausstellung/runtime").json()
+            assert stage["stage"] not in ("BUILD_ERROR", "CONFIG_ERROR", "NO_APP_FILE"), stage
+            return stage["stage"] == "RUNNING" and stage
+
+        wait_for(running, 120, "the pushed space to be RUNNING")
+
+    title = "Welcome to your static Space!"
+    assert title in (EXAMPLES / "static-site" / "index.html").read_text()
+    page = httpx.get(f"{apps}/apps/admin/ausstellung/", timeout=10)
+    assert page.status_code == 200 and title in page.text
+    umlauts = httpx.get(f"{apps}/apps/admin/ausstellung/{quote('Über uns.html')}", timeout=10)
+    assert umlauts.status_code == 200 and "Grüße" in umlauts.text
+    media = httpx.get(f"{apps}/apps/admin/ausstellung/media/{quote('foto 1.bin')}", timeout=30)
+    assert hashlib.sha256(media.content).digest() == hashlib.sha256(photo).digest()
+    # The subdomain form through nginx's main port: Host passes through unchanged.
+    by_host = httpx.get(
+        f"{site}/",
+        headers={"Host": f"admin-ausstellung.localhost:{site.rsplit(':', 1)[1]}"},
+        timeout=10,
+    )
+    assert by_host.status_code == 200 and title in by_host.text
+
+    # Apps run in bubblewrap's sandbox: compose's security options let it make namespaces.
+    log = must(deployment.compose("logs", "--no-color", "spacehub"))
+    assert "apps are sandboxed by bubblewrap" in log
+    assert "apps run unisolated" not in log and "apps run unsandboxed" not in log
+
+
+def test_the_build_ca_bundle_is_in_no_layer_of_the_platform_image(
+    docker_cli: str, deploy_images: None
+) -> None:
+    history = must(run([docker_cli, "history", "--no-trunc", PLATFORM_IMAGE]))
+    assert "BEGIN CERTIFICATE" not in history and CA_MARKER.decode() not in history
+    # Every layer, the config and history, byte by byte (docker save writes layers uncompressed).
+    needle = CA_MARKER
+    tail = b""
+    with subprocess.Popen([docker_cli, "save", PLATFORM_IMAGE], stdout=subprocess.PIPE) as saved:
+        assert saved.stdout is not None
+        size = 0
+        while chunk := saved.stdout.read(1 << 20):
+            size += len(chunk)
+            assert needle not in tail + chunk, "the CA bundle given as a secret is in the image"
+            tail = chunk[-len(needle) :]
+    assert saved.returncode == 0 and size > 50 * 1024 * 1024
+    # BuildKit leaves /run/secrets as an empty mount point, nothing in it.
+    listing = "find /run/secrets -type f 2>/dev/null; true"
+    left = run([docker_cli, "run", "--rm", "--entrypoint", "sh", PLATFORM_IMAGE, "-c", listing])
+    assert must(left).split() == []
