@@ -206,3 +206,26 @@ def test_api_answers_while_a_push_webhook_waits_for_the_database(
 
     assert while_waiting_for_the_lock(platform, push_site) < 1.0
     platform.wait_stage(space, {"RUNNING"}, timeout=60)
+
+
+def test_api_answers_while_duplicating_or_hiding_a_space_waits_for_the_database(
+    platform: Platform,
+) -> None:
+    space = platform.create_space("original-under-lock")
+
+    def duplicate() -> httpx.Response:
+        with platform.api() as client:
+            return client.post(
+                f"/api/spaces/{space}/duplicate", json={"repository": "admin/copy-under-lock"}
+            )
+
+    def hide() -> httpx.Response:
+        with platform.api() as client:
+            return client.put(f"/api/spaces/{space}/settings", json={"private": True})
+
+    assert while_waiting_for_the_lock(platform, duplicate) < 1.0
+    assert while_waiting_for_the_lock(platform, hide) < 1.0
+    with platform.api(token=None) as anonymous:
+        assert anonymous.get(f"/api/spaces/{space}").status_code == 404  # private now
+    with platform.api() as client:
+        assert client.get("/api/spaces/admin/copy-under-lock").status_code == 200

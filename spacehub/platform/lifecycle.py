@@ -159,7 +159,24 @@ async def duplicate_space(
     name: str,
     options: DuplicateOptions,
 ) -> Space:
-    """A new space `owner/name` with the source's history and variables, built like a push."""
+    """A new space `owner/name` with the source's history and variables, built like a push.
+
+    The git and database work runs in a thread (the session is used there only).
+    """
+    space = await to_thread.run_sync(_copy_space, platform, session, source, owner, name, options)
+    assert space.id is not None
+    await build_new_head(platform, space.id)
+    return space
+
+
+def _copy_space(
+    platform: Platform,
+    session: Session,
+    source: Space,
+    owner: User,
+    name: str,
+    options: DuplicateOptions,
+) -> Space:
     settings = platform.settings
     source_repo = repo_path(settings.repos_dir, owner_of(session, source).name, source.name)
     target_repo = repo_path(settings.repos_dir, owner.name, name)
@@ -175,10 +192,10 @@ async def duplicate_space(
     )
     copied = False
     try:
-        await to_thread.run_sync(copy_history, source_repo, target_repo)
+        copy_history(source_repo, target_repo)
         copied = True
         # The LFS objects are stored once; the copy gets read access to every one of them.
-        await to_thread.run_sync(lfs_store.share_objects, source_repo, target_repo)
+        lfs_store.share_objects(source_repo, target_repo)
         space.card_data = dict(source.card_data)
         space.app_port = source.app_port
         session.add(space)
@@ -191,17 +208,15 @@ async def duplicate_space(
     except BaseException:
         session.rollback()
         if copied:  # copy_history removes what it made itself, and nothing it did not make
-            await to_thread.run_sync(lambda: shutil.rmtree(target_repo, ignore_errors=True))
+            shutil.rmtree(target_repo, ignore_errors=True)
         spaces.delete_space(session, space)
         raise
     publish_route(platform, session, space)
-    assert space.id is not None
-    await build_new_head(platform, space.id)
     return space
 
 
-async def set_visibility(platform: Platform, session: Session, space: Space, private: bool) -> None:
-    """Make a space private or public; its app and git URLs follow at once."""
+def set_visibility(platform: Platform, session: Session, space: Space, private: bool) -> None:
+    """Make a space private or public; its app and git URLs follow at once. Blocking (SQL)."""
     space.private = private
     space.updated_at = utcnow()
     session.add(space)
@@ -217,7 +232,16 @@ async def move_space(
     Directories move first and move back if the database update fails, so a failure at any
     step leaves the space whole under its old id. A running instance keeps serving under the
     new id while the same release starts again labelled with it; static releases need no start.
+    The git, file and database work runs in a thread (the session is used there only).
     """
+    if await to_thread.run_sync(_move_space, platform, session, space, owner, name):
+        # Containers carry the space id in their labels and SPACE_ID: start the release again
+        # under the new one (health-gated; the old container serves until the new one answers).
+        await restart_space(platform, session, space, factory=False)
+
+
+def _move_space(platform: Platform, session: Session, space: Space, owner: User, name: str) -> bool:
+    """The move itself; True when a running instance must start again under the new id."""
     settings = platform.settings
     old_owner = owner_of(session, space)
     old_id = f"{old_owner.name}/{space.name}"
@@ -239,7 +263,7 @@ async def move_space(
         ),
         (old_releases, new_releases),
     ]
-    done = await to_thread.run_sync(_move_directories, moves)
+    done = _move_directories(moves)
     try:
         if space.release_kind in ("static", "venv") and space.release_ref:
             release = Path(space.release_ref)
@@ -253,14 +277,11 @@ async def move_space(
         session.commit()
     except BaseException:
         session.rollback()
-        await to_thread.run_sync(_move_directories, [(new, old) for old, new in reversed(done)])
+        _move_directories([(new, old) for old, new in reversed(done)])
         raise
     platform.routes.remove(old_id)
     publish_route(platform, session, space)
-    if space.release_kind in ("image", "venv") and space.instance_state is not None:
-        # Containers carry the space id in their labels and SPACE_ID: start the release again
-        # under the new one (health-gated; the old container serves until the new one answers).
-        await restart_space(platform, session, space, factory=False)
+    return space.release_kind in ("image", "venv") and space.instance_state is not None
 
 
 def _move_directories(moves: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:

@@ -2,6 +2,7 @@
 
 from typing import Literal
 
+from anyio import to_thread
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,6 +13,7 @@ from spacehub.platform.api.hub import KeyValue
 from spacehub.platform.api.shapes import space_url
 from spacehub.platform.deps import CallerDep, PlatformDep, SessionDep
 from spacehub.platform.errors import error_response
+from spacehub.platform.models import Space, User
 from spacehub.platform.services import accounts, spaces
 
 router = APIRouter(prefix="/api")
@@ -59,14 +61,20 @@ async def duplicate_repo(
     session: SessionDep,
     platform: PlatformDep,
 ):
-    source = spaces.visible_space(session, caller, owner, name)
-    if caller.user is None:
-        raise Unauthorized("a token is required: send it as 'Authorization: Bearer <token>'")
     target_owner, _, target_name = body.repository.rpartition("/")
-    new_owner = accounts.user_by_name(session, target_owner) if target_owner else caller.user
-    accounts.require_write(session, caller, new_owner)
+
+    def find() -> tuple[Space, User, bool]:
+        source = spaces.visible_space(session, caller, owner, name)
+        if caller.user is None:
+            raise Unauthorized("a token is required: send it as 'Authorization: Bearer <token>'")
+        new_owner = accounts.user_by_name(session, target_owner) if target_owner else caller.user
+        accounts.require_write(session, caller, new_owner)
+        taken = spaces.find_space(session, new_owner.name, target_name) is not None
+        return source, new_owner, taken
+
+    source, new_owner, taken = await to_thread.run_sync(find)  # SQL: off the event loop
     url = space_url(platform.settings, new_owner.name, target_name)
-    if spaces.find_space(session, new_owner.name, target_name) is not None:
+    if taken:
         return error_response(409, "You already created this space repo", url=url)
     options = lifecycle.DuplicateOptions(
         private=_private(body.visibility, body.private, default=source.private),
@@ -81,7 +89,7 @@ async def duplicate_repo(
 
 
 @router.put("/spaces/{owner}/{name}/settings")
-async def update_repo_settings(
+def update_repo_settings(
     owner: str,
     name: str,
     body: RepoSettings,
@@ -95,7 +103,7 @@ async def update_repo_settings(
         raise InvalidInput("gated access is for models and datasets: a space cannot be gated")
     if body.visibility is not None or body.private is not None:
         private = _private(body.visibility, body.private, default=space.private)
-        await lifecycle.set_visibility(platform, session, space, private)
+        lifecycle.set_visibility(platform, session, space, private)
     return {}
 
 
@@ -105,10 +113,15 @@ async def move_repo(
 ) -> dict:
     from_owner, from_name = _split_id(body.from_repo)
     to_owner, to_name = _split_id(body.to_repo)
-    space = spaces.visible_space(session, caller, from_owner, from_name)
-    accounts.require_write(session, caller, spaces.owner_of(session, space))
-    new_owner = accounts.user_by_name(session, to_owner)
-    accounts.require_write(session, caller, new_owner)
+
+    def find() -> tuple[Space, User]:
+        space = spaces.visible_space(session, caller, from_owner, from_name)
+        accounts.require_write(session, caller, spaces.owner_of(session, space))
+        new_owner = accounts.user_by_name(session, to_owner)
+        accounts.require_write(session, caller, new_owner)
+        return space, new_owner
+
+    space, new_owner = await to_thread.run_sync(find)  # SQL: off the event loop
     await lifecycle.move_space(platform, session, space, new_owner, to_name)
     return {}
 

@@ -262,7 +262,7 @@ async def _hardware(page: Page, space: Space, form: dict[str, str]) -> str:
 
 async def _visibility(page: Page, space: Space, form: dict[str, str]) -> str:
     private = form.get("visibility") == "private"
-    await lifecycle.set_visibility(page.platform, page.session, space, private)
+    await to_thread.run_sync(lifecycle.set_visibility, page.platform, page.session, space, private)
     return f"The space is now {'private' if private else 'public'}"
 
 
