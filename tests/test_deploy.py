@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -174,25 +175,23 @@ def stand_in_needed(docker_cli: str, image: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def deploy_images(docker_cli: str, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """The platform's image (CA bundle as a secret) and the stand-ins; cached by BuildKit."""
-    try:
-        cli = find_buildkit().build_command()
-    except NoBuildKit as error:
-        missing(error.message)
+def deploy_images(
+    docker_cli: str, compose_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The platform's image as `docker compose build` makes it, with a CA bundle as the build's
+    secret, and the stand-ins; BuildKit caches their steps between runs."""
     bundle = tmp_path_factory.mktemp("ca") / "ca.pem"
     bundle.write_bytes(
         (HOST_CA_BUNDLE.read_bytes() if HOST_CA_BUNDLE.exists() else b"") + b"\n" + CA_MARKER
     )
-    build(
-        cli,
-        PLATFORM_IMAGE,
-        ROOT,
-        "-f",
-        str(DEPLOY / "Dockerfile"),
-        "--secret",
-        f"id=ca,src={bundle}",
-    )
+    env = {**compose_env, **deploy_settings(), "SPACEHUB_BUILD_CA_BUNDLE": str(bundle)}
+    compose = [docker_cli, "compose", "-f", str(DEPLOY / "compose.yaml")]
+    built = run([*compose, "build", "--progress=plain", "spacehub"], env=env, timeout=900)
+    assert built.returncode == 0, f"docker compose build failed:\n{built.stderr[-6000:]}"
+    try:
+        cli = find_buildkit().build_command()
+    except NoBuildKit as error:
+        missing(error.message)
     for image, target in (("postgres:16", "postgres"), ("nginx:1.27", "nginx")):
         if stand_in_needed(docker_cli, image):
             build(cli, image, STAND_INS, "--target", target)
@@ -262,7 +261,8 @@ def test_compose_serves_a_space_pushed_through_nginx(
         assert made.status_code == 200, made.text
 
         # A user's site: the example, a page with spaces and umlauts in its name, and an 8 MB
-        # binary (nginx's default body limit is 1 MB; the push streams through it).
+        # binary, an LFS file by the space's .gitattributes (nginx's default body limit, 1 MB,
+        # refuses its upload).
         checkout = tmp_path / "site"
         git_url = site.replace("://", f"://admin:{ADMIN_TOKEN}@") + "/spaces/admin/ausstellung"
         make_checkout(checkout, EXAMPLES / "static-site", clone_url=git_url)
@@ -297,6 +297,11 @@ def test_compose_serves_a_space_pushed_through_nginx(
         timeout=10,
     )
     assert by_host.status_code == 200 and title in by_host.text
+
+    # git over SSH is published by the spacehub container itself (nginx proxies HTTP only).
+    ssh_port = int(deployment.settings["SPACEHUB_SSH_PUBLISH_PORT"])
+    with socket.create_connection(("127.0.0.1", ssh_port), timeout=10) as ssh:
+        assert ssh.recv(64).startswith(b"SSH-2.0-")
 
     # Apps run in bubblewrap's sandbox: compose's security options let it make namespaces.
     log = must(deployment.compose("logs", "--no-color", "spacehub"))
