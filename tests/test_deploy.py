@@ -1,6 +1,6 @@
 """deploy/: the compose file and the Swarm stack are valid, and the compose file starts the
-platform for real (its image, PostgreSQL and nginx) so that a static space pushed through nginx
-is served through nginx.
+platform for real (its image, PostgreSQL and nginx) so that a static and a Gradio space pushed
+through nginx are served through nginx.
 
 No registry answers here: `postgres:16` and `nginx:1.27` are stand-ins built from Debian packages
 (tests/images/) unless the engine has the official images. Compose v2 comes from
@@ -46,6 +46,7 @@ STAND_IN_LABEL = "org.spacehub.test-stand-in"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 # Added to the CA bundle the build gets as a secret: found in no layer, history or file after.
 CA_MARKER = b"# spacehub deploy test: this CA bundle must not stay in the image"
+AUTHORIZATION = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 def missing(message: str) -> NoReturn:
@@ -219,15 +220,29 @@ def deployment(
     docker_cli: str,
     compose_env: dict[str, str],
     deploy_images: None,
+    tmp_path: Path,
 ) -> Iterator[Deployment]:
     """`docker compose up` of deploy/compose.yaml as a project of its own; always taken down."""
     settings = deploy_settings(http=free_port(), apps=free_port(), ssh=free_port())
     project = f"spacehub-deploy-test-{secrets.token_hex(4)}"
-    started = Deployment(
-        settings,
-        [docker_cli, "compose", "-p", project, "-f", str(DEPLOY / "compose.yaml")],
-        {**compose_env, **settings},
-    )
+    command = [docker_cli, "compose", "-p", project, "-f", str(DEPLOY / "compose.yaml")]
+    if HOST_CA_BUNDLE.exists():
+        # What compose.yaml's comment tells users behind a TLS-inspecting proxy to add.
+        override = tmp_path / "compose.ca.yaml"
+        override.write_text(
+            json.dumps(
+                {
+                    "services": {
+                        "spacehub": {
+                            "environment": {"SPACEHUB_BUILD_CA_BUNDLE": "/etc/spacehub/ca.crt"},
+                            "volumes": [f"{HOST_CA_BUNDLE}:/etc/spacehub/ca.crt:ro"],
+                        }
+                    }
+                }
+            )
+        )
+        command += ["-f", str(override)]
+    started = Deployment(settings, command, {**compose_env, **settings})
     explain_failure(
         request.node,
         "docker compose ps and logs",
@@ -245,44 +260,56 @@ def deployment(
             started.compose("down", "-v", "--remove-orphans", "--timeout", "10", timeout=180)
 
 
-def test_compose_serves_a_space_pushed_through_nginx(
-    deployment: Deployment, tmp_path: Path
-) -> None:
+def push_new_space(site: str, name: str, sdk: str, files: Path, checkout: Path) -> Path:
+    """Create admin/`name` through nginx and clone it with `files` committed (not pushed)."""
+    with httpx.Client(base_url=site, headers=AUTHORIZATION, timeout=30) as api:
+        made = api.post("/api/repos/create", json={"name": name, "type": "space", "sdk": sdk})
+    assert made.status_code == 200, made.text
+    make_checkout(checkout, files, clone_url=git_url(site, name))
+    return checkout
+
+
+def git_url(site: str, name: str) -> str:
+    return site.replace("://", f"://admin:{ADMIN_TOKEN}@") + f"/spaces/admin/{name}"
+
+
+def wait_running(site: str, name: str, timeout: float) -> None:
+    def running() -> bool:
+        with httpx.Client(base_url=site, headers=AUTHORIZATION, timeout=30) as api:
+            stage = api.get(f"/api/spaces/admin/{name}/runtime").json()
+        assert stage["stage"] not in ("BUILD_ERROR", "CONFIG_ERROR", "NO_APP_FILE"), stage
+        assert stage["stage"] != "RUNTIME_ERROR", stage
+        return stage["stage"] == "RUNNING"
+
+    wait_for(running, timeout, f"admin/{name} to be RUNNING", interval=0.5)
+
+
+def test_compose_serves_spaces_pushed_through_nginx(deployment: Deployment, tmp_path: Path) -> None:
     site, apps = deployment.url("SPACEHUB_HTTP_PORT"), deployment.url("SPACEHUB_APPS_HTTP_PORT")
     health = httpx.get(f"{site}/api/health", timeout=10)
     assert health.status_code == 200, health.text
     assert health.json()["runtime"] == "LocalRuntime"
 
-    with httpx.Client(
-        base_url=site, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30
-    ) as api:
-        made = api.post(
-            "/api/repos/create", json={"name": "ausstellung", "type": "space", "sdk": "static"}
-        )
-        assert made.status_code == 200, made.text
+    # A user's site: the example, a page with spaces and umlauts in its name, and an 8 MB
+    # binary, an LFS file by the space's .gitattributes (nginx's default body limit, 1 MB,
+    # refuses its upload).
+    site_checkout = push_new_space(
+        site, "ausstellung", "static", EXAMPLES / "static-site", tmp_path / "site"
+    )
+    (site_checkout / "Über uns.html").write_text("<h1>Über uns — Grüße</h1>\n", encoding="utf-8")
+    photo = os.urandom(8 * 1024 * 1024)
+    (site_checkout / "media").mkdir()
+    (site_checkout / "media" / "foto 1.bin").write_bytes(photo)
+    git("add", "-A", cwd=site_checkout)
+    git("commit", "--quiet", "-m", "site with media", cwd=site_checkout)
+    pushed = git("push", git_url(site, "ausstellung"), "main", cwd=site_checkout, check=False)
+    assert pushed.returncode == 0, pushed.stderr
+    # A Gradio app: a process of the local runtime in the platform's container.
+    greet = push_new_space(site, "greet", "gradio", EXAMPLES / "gradio-greet", tmp_path / "greet")
+    pushed = git("push", git_url(site, "greet"), "main", cwd=greet, check=False)
+    assert pushed.returncode == 0, pushed.stderr
 
-        # A user's site: the example, a page with spaces and umlauts in its name, and an 8 MB
-        # binary, an LFS file by the space's .gitattributes (nginx's default body limit, 1 MB,
-        # refuses its upload).
-        checkout = tmp_path / "site"
-        git_url = site.replace("://", f"://admin:{ADMIN_TOKEN}@") + "/spaces/admin/ausstellung"
-        make_checkout(checkout, EXAMPLES / "static-site", clone_url=git_url)
-        (checkout / "Über uns.html").write_text("<h1>Über uns — Grüße</h1>\n", encoding="utf-8")
-        photo = os.urandom(8 * 1024 * 1024)
-        (checkout / "media").mkdir()
-        (checkout / "media" / "foto 1.bin").write_bytes(photo)
-        git("add", "-A", cwd=checkout)
-        git("commit", "--quiet", "-m", "site with media", cwd=checkout)
-        pushed = git("push", git_url, "main", cwd=checkout, check=False)
-        assert pushed.returncode == 0, pushed.stderr
-
-        def running() -> dict:
-            stage = api.get("/api/spaces/admin/ausstellung/runtime").json()
-            assert stage["stage"] not in ("BUILD_ERROR", "CONFIG_ERROR", "NO_APP_FILE"), stage
-            return stage["stage"] == "RUNNING" and stage
-
-        wait_for(running, 120, "the pushed space to be RUNNING")
-
+    wait_running(site, "ausstellung", 120)
     title = "Welcome to your static Space!"
     assert title in (EXAMPLES / "static-site" / "index.html").read_text()
     page = httpx.get(f"{apps}/apps/admin/ausstellung/", timeout=10)
@@ -299,6 +326,13 @@ def test_compose_serves_a_space_pushed_through_nginx(
     )
     assert by_host.status_code == 200 and title in by_host.text
 
+    # Gradio's API through nginx: its queue streams server-sent events (no buffering).
+    wait_running(site, "greet", 300)
+    from gradio_client import Client
+
+    client = Client(f"{apps}/apps/admin/greet/", verbose=False)
+    assert client.predict("Zoë", api_name="/greet") == "Hello Zoë!!"
+
     # git over SSH is published by the spacehub container itself (nginx proxies HTTP only).
     ssh_port = int(deployment.settings["SPACEHUB_SSH_PUBLISH_PORT"])
     with socket.create_connection(("127.0.0.1", ssh_port), timeout=10) as ssh:
@@ -308,6 +342,10 @@ def test_compose_serves_a_space_pushed_through_nginx(
     log = must(deployment.compose("logs", "--no-color", "spacehub"))
     assert "apps are sandboxed by bubblewrap" in log
     assert "apps run unisolated" not in log and "apps run unsandboxed" not in log
+    processes = deployment.compose(
+        "exec", "-T", "spacehub", "sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '"
+    )
+    assert "/opt/sandbox/bin/bwrap" in must(processes) and "app.py" in processes.stdout
 
 
 def test_the_build_ca_bundle_is_in_no_layer_of_the_platform_image(
