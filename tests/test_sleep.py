@@ -288,10 +288,11 @@ def fall_asleep(hub: RuntimeHub, space_id: str) -> None:
     assert hub.instances(space_id) == [], "a sleeping space's app still runs"
 
 
-def predict(hub: RuntimeHub, space_id: str, name: str) -> str:
+def predict(hub: RuntimeHub, space_id: str, name: str, form: str = "path") -> str:
     from gradio_client import Client
 
-    client = Client(hub.path_url(space_id), verbose=False)  # as a user writes it
+    url = hub.path_url(space_id) if form == "path" else hub.subdomain_url(space_id)
+    client = Client(url, verbose=False)  # as a user writes it
     try:
         return client.predict(name, api_name="/greet")
     finally:
@@ -315,7 +316,10 @@ def stopped_wakes(hub: RuntimeHub) -> float:
 
 
 @pytest.mark.docker
-def test_a_sleeping_docker_gradio_space_wakes_for_a_gradio_client_prediction(tmp_path, request):
+def test_a_sleeping_docker_gradio_space_wakes_for_a_gradio_client_prediction(
+    tmp_path, request, app_hosts_resolve
+):
+    """In the subdomain form (the local runtime's test below uses both)."""
     hub = real_hub("docker", tmp_path, request)
     try:
         space_id = sleeping_gradio_space(hub, "sleepy-greet")
@@ -323,7 +327,7 @@ def test_a_sleeping_docker_gradio_space_wakes_for_a_gradio_client_prediction(tmp
         assert runtime.raw["sleptSeconds"] >= 0 and runtime.sleep_time == REAL_SLEEP_TIME
         importlib.import_module("gradio_client")  # its first import takes seconds: not the wake's
         started = time.monotonic()
-        assert predict(hub, space_id, "Zoë") == "Hello Zoë!!"
+        assert predict(hub, space_id, "Zoë", "subdomain") == "Hello Zoë!!"
         print(f"\ndocker: a prediction woke the Gradio space in {time.monotonic() - started:.1f} s")
         assert hub.api.get_space_runtime(space_id).stage == "RUNNING"
         assert len(hub.instances(space_id)) == 1
@@ -333,7 +337,7 @@ def test_a_sleeping_docker_gradio_space_wakes_for_a_gradio_client_prediction(tmp
 
 
 def test_a_sleeping_local_gradio_space_through_restart_crowd_client_browser_and_pause(
-    tmp_path, request
+    tmp_path, request, app_hosts_resolve
 ):
     """One real Gradio app on the local runtime, put to sleep again and again."""
     hub = real_hub("local", tmp_path, request)
@@ -359,10 +363,13 @@ def test_a_sleeping_local_gradio_space_through_restart_crowd_client_browser_and_
         assert len(hub.instances(space_id)) == 1
         assert stopped_wakes(hub) == 1, "the crowd woke the space more than once"
 
-        # A gradio_client prediction wakes it (path form) and gets its answer.
+        # A gradio_client prediction wakes it and gets its answer, in both URL forms.
         fall_asleep(hub, space_id)
         assert predict(hub, space_id, "Zoë") == "Hello Zoë!!"
         assert stopped_wakes(hub) == 2
+        fall_asleep(hub, space_id)
+        assert predict(hub, space_id, "Zoë", "subdomain") == "Hello Zoë!!"
+        assert stopped_wakes(hub) == 3
 
         # A browser gets the waking page, and the app once it answers.
         fall_asleep(hub, space_id)
@@ -378,7 +385,7 @@ def test_a_sleeping_local_gradio_space_through_restart_crowd_client_browser_and_
         time.sleep(2)
         assert hub.api.get_space_runtime(space_id).stage == "PAUSED"
         assert hub.instances(space_id) == []
-        assert stopped_wakes(hub) == 3
+        assert stopped_wakes(hub) == 4
     finally:
         clean_up("local", hub.platform, hub.created)
 
