@@ -188,7 +188,7 @@ def deploy_images(
     )
     env = {**compose_env, **deploy_settings(), "SPACEHUB_BUILD_CA_BUNDLE": str(bundle)}
     compose = [docker_cli, "compose", "-f", str(DEPLOY / "compose.yaml")]
-    built = run([*compose, "build", "--progress=plain", "spacehub"], env=env, timeout=900)
+    built = run([*compose, "--progress", "plain", "build", "spacehub"], env=env, timeout=900)
     assert built.returncode == 0, f"docker compose build failed:\n{built.stderr[-6000:]}"
     try:
         cli = find_buildkit().build_command()
@@ -365,6 +365,6 @@ def test_the_build_ca_bundle_is_in_no_layer_of_the_platform_image(
             tail = chunk[-len(needle) :]
     assert saved.returncode == 0 and size > 50 * 1024 * 1024
     # BuildKit leaves /run/secrets as an empty mount point, nothing in it.
-    listing = "find /run/secrets -type f 2>/dev/null; true"
-    left = run([docker_cli, "run", "--rm", "--entrypoint", "sh", PLATFORM_IMAGE, "-c", listing])
+    container = [docker_cli, "run", "--rm", "--network=none", "--entrypoint=sh", PLATFORM_IMAGE]
+    left = run([*container, "-c", "find /run/secrets -type f 2>/dev/null; true"])
     assert must(left).split() == []
