@@ -300,13 +300,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--starts", type=int, default=3, help="starts by hand (median)")
     parser.add_argument("--redeploys", type=int, default=3, help="code-only pushes (median)")
+    parser.add_argument(
+        "--build-cpus",
+        default="0",
+        help="the platform's SPACEHUB_BUILD_CPUS; 0 (default): no limit, as the install by hand "
+        "has none (the platform's own default, half the cores at idle priority, keeps apps "
+        "responsive during builds and makes a first install slower on a small machine)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="spacehub-local-bench-") as tmp:
         root = Path(tmp)
         by_hand = ByHand(root)
         python = find_python()
         install_by_hand, first_start_by_hand = by_hand.first(root, python)
-        platform = Platform(root)
+        platform = Platform(root, build_cpus=args.build_cpus)
         try:
             _, first, first_stages = platform.create_and_push("greet-first")
             venv = platform.venv()
@@ -321,7 +328,8 @@ def main() -> None:
     page_start = statistics.median(start[0] for start in starts)
     call_start = statistics.median(start[1] for start in starts)
     redeploy = statistics.median(redeploys)
-    print(f"interpreter {python}, gradio=={DEFAULT_SDK_VERSIONS['gradio']}")
+    limit = f"{args.build_cpus} cores" if args.build_cpus not in ("0", "") else "no limit"
+    print(f"interpreter {python}, gradio=={DEFAULT_SDK_VERSIONS['gradio']}, builds: {limit}")
     print(
         f"app started by hand in the shared venv: page {page_start:.1f} s, greet {call_start:.1f} s"
     )
