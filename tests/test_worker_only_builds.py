@@ -4,6 +4,7 @@ to build venv releases; the `serve` beside it puts what it builds live."""
 import concurrent.futures
 import contextlib
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import (
+    ADMIN_TOKEN,
     EXAMPLES,
     Platform,
     kill_leftover_apps,
@@ -229,3 +231,25 @@ def test_api_answers_while_duplicating_or_hiding_a_space_waits_for_the_database(
         assert anonymous.get(f"/api/spaces/{space}").status_code == 404  # private now
     with platform.api() as client:
         assert client.get("/api/spaces/admin/copy-under-lock").status_code == 200
+
+
+def test_dashboard_answers_while_saving_a_secret_waits_for_the_database(
+    platform: Platform,
+) -> None:
+    """A settings form of the dashboard writes in a thread, as the API does."""
+    space = platform.create_space("secret-under-lock")
+    browser = httpx.Client(base_url=platform.url, timeout=60, follow_redirects=True)
+    with browser:
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', browser.get("/signin").text)[1]
+        browser.post("/signin", data={"csrf_token": csrf, "token": ADMIN_TOKEN})
+        page = browser.get(f"/spaces/{space}/settings").text
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)[1]
+
+        def save_secret() -> httpx.Response:
+            form = {"csrf_token": csrf, "key": "API_KEY", "value": "kept under lock"}
+            return browser.post(f"/spaces/{space}/actions/secret", data=form)
+
+        assert while_waiting_for_the_lock(platform, save_secret) < 1.0
+    with platform.api() as client:
+        secrets = client.get(f"/api/spaces/{space}/secrets").json()
+    assert "API_KEY" in str(secrets)

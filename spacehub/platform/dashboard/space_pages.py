@@ -3,6 +3,7 @@
 `/spaces/{owner}/{name}` is also the git remote: a browser gets the page, git its smart HTTP.
 """
 
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Literal
 from urllib.parse import urlencode
@@ -209,28 +210,29 @@ def settings_context(page: Page, space: Space, owner_row: User) -> dict:
 
 # Actions: each re-checks that the caller may write to the space, then calls what the API calls.
 
-Action = Callable[[Page, Space, dict[str, str]], Awaitable[str]]
+# Plain functions do database work only and run in a thread; coroutines wait for the platform.
+Action = Callable[[Page, Space, dict[str, str]], Awaitable[str] | str]
 
 
-async def _set_secret(page: Page, space: Space, form: dict[str, str]) -> str:
+def _set_secret(page: Page, space: Space, form: dict[str, str]) -> str:
     key, value = form.get("key", "").strip(), _value(form)
     box = page.platform.secret_box
     secrets.upsert_secret(page.session, box, space, key, value, form.get("description") or None)
     return f"Secret {key} saved: the app gets it from its next start"
 
 
-async def _delete_secret(page: Page, space: Space, form: dict[str, str]) -> str:
+def _delete_secret(page: Page, space: Space, form: dict[str, str]) -> str:
     secrets.delete_secret(page.session, space, form.get("key", ""))
     return f"Secret {form.get('key', '')} deleted"
 
 
-async def _set_variable(page: Page, space: Space, form: dict[str, str]) -> str:
+def _set_variable(page: Page, space: Space, form: dict[str, str]) -> str:
     key = form.get("key", "").strip()
     secrets.upsert_variable(page.session, space, key, _value(form), form.get("description") or None)
     return f"Variable {key} saved: the app gets it from its next start"
 
 
-async def _delete_variable(page: Page, space: Space, form: dict[str, str]) -> str:
+def _delete_variable(page: Page, space: Space, form: dict[str, str]) -> str:
     secrets.delete_variable(page.session, space, form.get("key", ""))
     return f"Variable {form.get('key', '')} deleted"
 
@@ -242,7 +244,7 @@ def _value(form: dict[str, str]) -> str:
     return value
 
 
-async def _sleep_time(page: Page, space: Space, form: dict[str, str]) -> str:
+def _sleep_time(page: Page, space: Space, form: dict[str, str]) -> str:
     try:
         seconds = int(form.get("seconds", ""))
     except ValueError:
@@ -254,7 +256,7 @@ async def _sleep_time(page: Page, space: Space, form: dict[str, str]) -> str:
     return "Sleep time saved"
 
 
-async def _hardware(page: Page, space: Space, form: dict[str, str]) -> str:
+def _hardware(page: Page, space: Space, form: dict[str, str]) -> str:
     space.hardware = flavor(form.get("flavor", "")).name
     _save(page, space)
     return f"Hardware set to {space.hardware}: used from the app's next start"
@@ -287,7 +289,7 @@ async def _resume(page: Page, space: Space, form: dict[str, str]) -> str:
     return "Resumed"
 
 
-async def _cancel_build(page: Page, space: Space, form: dict[str, str]) -> str:
+def _cancel_build(page: Page, space: Space, form: dict[str, str]) -> str:
     builds.cancel(page.session, space)
     return "Build cancelled"
 
@@ -323,7 +325,10 @@ async def space_action(owner: str, name: str, action: str, page: PageDep, form: 
     back = form.get("back", "settings")
     target = f"/spaces/{owner}/{name}" + ("/settings" if back == "settings" else "")
     try:
-        done = await run(page, space, form)
+        if inspect.iscoroutinefunction(run):
+            done = await run(page, space, form)
+        else:
+            done = await to_thread.run_sync(run, page, space, form)
     except SpacehubError as error:
         return redirect(page, target, ("error", error.message))
     return redirect(page, target, ("ok", done))
