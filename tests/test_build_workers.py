@@ -5,6 +5,7 @@ worker when its own is killed mid-build (its heartbeat stops)."""
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from tests.test_database import database_url  # noqa: F401 (fixture)
 from tests.test_docker_spaces import tiny_docker_app
 
 HEARTBEAT = {"SPACEHUB_WORKER_HEARTBEAT": "0.5", "SPACEHUB_WORKER_LAPSE": "3"}
-SLOW_STEP_SECONDS = 12  # long enough to restart serve and kill a worker inside it
+SLOW_STEP_SECONDS = 15  # long enough to restart serve and kill a worker inside it
 
 
 def start_worker(platform: Platform, log: Path) -> subprocess.Popen:
@@ -53,7 +54,9 @@ def test_a_build_stays_with_its_live_worker_and_moves_when_that_worker_is_killed
     second: subprocess.Popen | None = None
     try:
         space = platform.create_space("built-elsewhere", sdk="docker")
-        app = tiny_docker_app("Built elsewhere", run=f"RUN sleep {SLOW_STEP_SECONDS}")
+        # A step of its own each run: a cached one (an earlier run's) would end the build at once.
+        slow_step = f"RUN echo {uuid.uuid4().hex} && sleep {SLOW_STEP_SECONDS}"
+        app = tiny_docker_app("Built elsewhere", run=slow_step)
         checkout = make_checkout(tmp_path / "checkout", app, platform.git_url(space))
         assert push(platform, checkout, space).returncode == 0
         worker = wait_for(lambda: claimed_by(platform, space), 60, "a worker to claim the build")
