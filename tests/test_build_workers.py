@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Platform, make_checkout, push, start_platform, stop_cleanly, wait_for
+from tests.conftest import (
+    Platform,
+    delete_space,
+    make_checkout,
+    push,
+    start_platform,
+    stop_cleanly,
+    wait_for,
+)
 from tests.test_database import database_url  # noqa: F401 (fixture)
 from tests.test_docker_spaces import tiny_docker_app
 
@@ -52,8 +60,8 @@ def test_a_build_stays_with_its_live_worker_and_moves_when_that_worker_is_killed
     platform = start_platform(data, extra_env=HEARTBEAT, **settings)
     first = start_worker(platform, tmp_path / "first worker.log")
     second: subprocess.Popen | None = None
+    space = platform.create_space("built-elsewhere", sdk="docker")
     try:
-        space = platform.create_space("built-elsewhere", sdk="docker")
         # A step of its own each run: a cached one (an earlier run's) would end the build at once.
         slow_step = f"RUN echo {uuid.uuid4().hex} && sleep {SLOW_STEP_SECONDS}"
         app = tiny_docker_app("Built elsewhere", run=slow_step)
@@ -85,4 +93,5 @@ def test_a_build_stays_with_its_live_worker_and_moves_when_that_worker_is_killed
             if worker is not None and worker.poll() is None:
                 worker.send_signal(signal.SIGTERM)
                 worker.wait(30)
+        delete_space(platform, space)  # its container and images: serve's stop leaves them
         stop_cleanly(platform)
