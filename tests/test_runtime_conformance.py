@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from spacehub.platform.instance_id import INSTANCE_ID_FILE
 from tests.conftest import (
     EXAMPLES,
     Hub,
@@ -39,6 +40,7 @@ APPS = Path(__file__).resolve().parent / "apps"
 BUILD_TIMEOUT = 300  # a cold cache downloads Gradio or Streamlit from PyPI once
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 DOCKER_LABEL = "spacehub.space"
+PLATFORM_LABEL = "spacehub.platform"
 MAX_RESTARTS = 2
 SECRET_VALUE = "cf-" + hashlib.sha256(os.urandom(16)).hexdigest()[:24]
 
@@ -68,13 +70,13 @@ class RuntimeHub(Hub):
     def instances(self, space_id: str) -> list[str]:
         """Ids of the space's live instances: running containers, or live local processes."""
         if self.runtime == "docker":
-            return [container.id for container in containers_of(space_id)]
+            return [container.id for container in containers_of(self.platform, space_id)]
         return [str(record["pid"]) for record in local_records(self.platform, space_id)]
 
     def remove_instances(self, space_id: str) -> None:
         """Make the space's instances vanish behind the platform's back."""
         if self.runtime == "docker":
-            for container in containers_of(space_id, every=True):
+            for container in containers_of(self.platform, space_id, every=True):
                 container.remove(force=True)
             return
         for record in local_records(self.platform, space_id):
@@ -103,11 +105,14 @@ def runtime_settings(runtime: str, **extra: str) -> dict[str, str]:
     return settings
 
 
-def containers_of(space_id: str, every: bool = False) -> list:
+def containers_of(platform: Platform, space_id: str, every: bool = False) -> list:
+    """The space's containers of this platform (another run's, left on a shared engine, not)."""
     import docker
 
+    platform_id = (platform.data_dir / INSTANCE_ID_FILE).read_text().strip()
+    labels = [f"{DOCKER_LABEL}={space_id}", f"{PLATFORM_LABEL}={platform_id}"]
     client = docker.from_env(timeout=60)
-    found = client.containers.list(all=every, filters={"label": f"{DOCKER_LABEL}={space_id}"})
+    found = client.containers.list(all=every, filters={"label": labels})
     client.close()
     return found
 
@@ -328,7 +333,7 @@ def test_restart_pause_and_delete(hub: RuntimeHub) -> None:
     for form in ("path", "subdomain"):
         assert hub.get(life, form).status_code == 404, form
     if hub.runtime == "docker":
-        assert containers_of(life, every=True) == [], "no container is left"
+        assert containers_of(hub.platform, life, every=True) == [], "no container is left"
     assert {space_id: hub.instances(space_id) for space_id in others} == others
 
 
