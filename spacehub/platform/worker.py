@@ -53,9 +53,14 @@ TIMEOUT_GRACE_SECONDS = 5.0
 Result = TypeVar("Result")
 
 
+def worker_process() -> str:
+    """This process as a build worker, `host:pid`: its heartbeat's name."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def worker_prefix() -> str:
     """Names the builds this process claims, so that it can hand them back when it stops."""
-    return f"{socket.gethostname()}:{os.getpid()}:"
+    return f"{worker_process()}:"
 
 
 async def run_build_workers(platform: Platform, count: int, stop: asyncio.Event, kind: str) -> None:
@@ -117,7 +122,7 @@ def worker_process_gone(worker: str) -> bool:
 
 def _beat(platform: Platform, lapse: timedelta) -> int:
     with session_scope(platform.engine) as session:
-        builds.beat(session, worker_prefix().rstrip(":"))
+        builds.beat(session, worker_process())
         return builds.hand_back_abandoned(session, lapse, worker_process_gone)
 
 
@@ -125,7 +130,7 @@ def _leave(platform: Platform) -> int:
     """A clean stop: this process's running builds go back to the queue, its heartbeat goes."""
     with session_scope(platform.engine) as session:
         handed_back = builds.requeue_interrupted(session, worker_prefix())
-        builds.leave(session, worker_prefix().rstrip(":"))
+        builds.leave(session, worker_process())
         return handed_back
 
 
