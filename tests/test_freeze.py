@@ -264,7 +264,7 @@ def test_a_request_racing_the_freeze_is_answered(platform, engine):
 def frozen_and_cpu(hub: RuntimeHub, space_id: str) -> tuple[bool, float]:
     """Whether the space's instance is frozen, and the CPU seconds it has used so far."""
     if hub.runtime == "docker":
-        (container,) = containers_of(space_id)
+        (container,) = containers_of(hub.platform, space_id)
         stats = container.stats(stream=False)
         return container.attrs["State"]["Paused"], stats["cpu_stats"]["cpu_usage"][
             "total_usage"
