@@ -16,7 +16,6 @@ from docker.models.containers import Container
 from docker.types import CancellableStream, LogConfig
 
 from spacehub.core.errors import NotFound, SpacehubError
-from spacehub.core.names import subdomain_label
 from spacehub.core.release import AppSpec
 from spacehub.runtime.base import (
     Instance,
@@ -25,8 +24,18 @@ from spacehub.runtime.base import (
     InstanceUsage,
     Runtime,
 )
+from spacehub.runtime.container_spec import (
+    DATA_PATH,
+    DROPPED_CAPABILITIES,
+    LOG_DRIVER,
+    LOG_OPTIONS,
+    app_container,
+    label_filter,
+    space_label,
+    space_labels,
+    volume_name,
+)
 
-DATA_PATH = "/data"
 log = logging.getLogger(__name__)
 STOP_TIMEOUT_SECONDS = 5
 LOOPBACK = "127.0.0.1"
@@ -56,20 +65,6 @@ def engine_socket() -> str | None:
     return host.removeprefix("unix://") if host.startswith("unix://") else None
 
 
-def space_label(space_id: str) -> str:
-    """`owner/name` as its app host's DNS label, which is also valid in Docker object names."""
-    owner, _, name = space_id.partition("/")
-    return subdomain_label(owner, name)
-
-
-def volume_name(
-    space_id: str, label_prefix: str = "spacehub", platform_id: str | None = None
-) -> str:
-    """The space's /data volume; with a platform id, one per platform sharing the engine."""
-    platform = f"{platform_id}-" if platform_id else ""
-    return f"{label_prefix}-{platform}{space_label(space_id)}-data"
-
-
 def container_name(
     spec: AppSpec, label_prefix: str = "spacehub", platform_id: str | None = None
 ) -> str:
@@ -83,45 +78,58 @@ def container_spec(
     spec: AppSpec, network: str, label_prefix: str = "spacehub", platform_id: str | None = None
 ) -> dict[str, Any]:
     """The keyword arguments of `containers.create` for one instance of `spec`, name aside."""
-    if spec.artifact.kind != "image":
-        raise ValueError(f"a {spec.artifact.kind} release runs without a container")
+    container = app_container(spec, label_prefix, platform_id)
     kwargs: dict[str, Any] = {
-        "image": spec.artifact.ref,
-        "environment": dict(spec.env),
-        "labels": {
-            f"{label_prefix}.space": spec.space_id,
-            f"{label_prefix}.commit": spec.commit,
-            f"{label_prefix}.port": str(spec.port),
-            **({f"{label_prefix}.platform": platform_id} if platform_id else {}),
-        },
+        "image": container.image,
+        "environment": container.environment,
+        "labels": container.labels,
         "network": network,
         # Docker picks the host port on every start; loopback only, the proxy is the way in.
-        "ports": {f"{spec.port}/tcp": (LOOPBACK, None)},
-        "nano_cpus": int(spec.limits.cpus * 1e9),
-        "mem_limit": spec.limits.memory_bytes,
+        "ports": {f"{container.app_port}/tcp": (LOOPBACK, None)},
+        "nano_cpus": container.nano_cpus,
+        "mem_limit": container.memory_bytes,
         # Swap equal to memory means no swap: an app over its limit is OOM-killed, not slowed.
-        "memswap_limit": spec.limits.memory_bytes,
-        "pids_limit": spec.limits.pids,
+        "memswap_limit": container.memory_bytes,
+        "pids_limit": container.pids,
         "security_opt": ["no-new-privileges"],
-        "cap_drop": ["ALL"],
-        # An init as PID 1 forwards SIGTERM (a bare Python PID 1 ignores it, so every stop
-        # would wait out the timeout) and reaps the zombies of apps that spawn processes.
+        "cap_drop": list(DROPPED_CAPABILITIES),
         "init": True,
-        # The platform's supervisor restarts crashed apps with backoff; Docker must not race it.
         "restart_policy": {"Name": "no"},
-        # json-file whatever the daemon's default, so that `logs` works; capped for the disk.
-        "log_config": LogConfig(
-            type=LogConfig.types.JSON, config={"max-size": "10m", "max-file": "3"}
-        ),
+        "log_config": LogConfig(type=LOG_DRIVER, config=LOG_OPTIONS),
     }
-    if spec.persistent_storage:
-        kwargs["volumes"] = {
-            volume_name(spec.space_id, label_prefix, platform_id): {
-                "bind": DATA_PATH,
-                "mode": "rw",
-            }
-        }
+    if container.volume is not None:
+        kwargs["volumes"] = {container.volume: {"bind": DATA_PATH, "mode": "rw"}}
     return kwargs
+
+
+def ensure_volume(
+    client: docker.DockerClient, spec: AppSpec, label_prefix: str, platform_id: str | None
+) -> None:
+    """Create the space's /data volume once on `client`'s engine, owned by the image's user."""
+    name = volume_name(spec.space_id, label_prefix, platform_id)
+    try:
+        client.volumes.get(name)
+        return
+    except docker.errors.NotFound:
+        pass
+    # Created here rather than implicitly by the mount, so that it carries the labels.
+    client.volumes.create(name=name, labels=space_labels(spec.space_id, label_prefix, platform_id))
+    user = client.images.get(spec.artifact.ref).attrs["Config"].get("User") or ""
+    if user in ("", "0", "root"):
+        return
+    # An image without its own /data gives the app a root-owned volume it cannot write.
+    try:
+        client.containers.run(
+            spec.artifact.ref,
+            ["chown", user, DATA_PATH],
+            entrypoint=[],
+            user="0",
+            volumes={name: {"bind": DATA_PATH, "mode": "rw"}},
+            network_disabled=True,
+            remove=True,
+        )
+    except docker.errors.APIError as e:
+        log.warning("could not give %s to %s: %s", DATA_PATH, user, e)
 
 
 def split_lines(chunks: Iterable[bytes]) -> Iterator[str]:
@@ -295,7 +303,7 @@ class DockerRuntime(Runtime):
     def _deploy(self, spec: AppSpec) -> Instance:
         self._ensure_network()
         if spec.persistent_storage:
-            self._ensure_volume(spec)
+            ensure_volume(self.client, spec, self.label_prefix, self.platform_id)
         kwargs = container_spec(spec, self.network, self.label_prefix, self.platform_id)
         try:
             container = self.client.containers.create(
@@ -312,33 +320,6 @@ class DockerRuntime(Runtime):
             raise SpacehubError(f"Docker could not start the container: {e.explanation}") from e
         container.reload()
         return self._instance(container)
-
-    def _ensure_volume(self, spec: AppSpec) -> None:
-        """Create the space's /data volume once, owned by the user the image runs as."""
-        name = volume_name(spec.space_id, self.label_prefix, self.platform_id)
-        try:
-            self.client.volumes.get(name)
-            return
-        except docker.errors.NotFound:
-            pass
-        # Created here rather than implicitly by the mount, so that it carries the labels.
-        self.client.volumes.create(name=name, labels=self._labels(spec.space_id))
-        user = self.client.images.get(spec.artifact.ref).attrs["Config"].get("User") or ""
-        if user in ("", "0", "root"):
-            return
-        # An image without its own /data gives the app a root-owned volume it cannot write.
-        try:
-            self.client.containers.run(
-                spec.artifact.ref,
-                ["chown", user, DATA_PATH],
-                entrypoint=[],
-                user="0",
-                volumes={name: {"bind": DATA_PATH, "mode": "rw"}},
-                network_disabled=True,
-                remove=True,
-            )
-        except docker.errors.APIError as e:
-            log.warning("could not give %s to %s: %s", DATA_PATH, user, e)
 
     def _ensure_network(self) -> None:
         if self._network_ready:
@@ -453,17 +434,8 @@ class DockerRuntime(Runtime):
         )
         return [self._instance(c) for c in containers]
 
-    def _labels(self, space_id: str) -> dict[str, str]:
-        labels = {f"{self.label_prefix}.space": space_id}
-        if self.platform_id is not None:
-            labels[f"{self.label_prefix}.platform"] = self.platform_id
-        return labels
-
     def _label_filter(self, label: str) -> list[str]:
-        """`label`, and this platform's id when it has one."""
-        if self.platform_id is None:
-            return [label]
-        return [label, f"{self.label_prefix}.platform={self.platform_id}"]
+        return label_filter(label, self.label_prefix, self.platform_id)
 
     def _instance(self, container: Container) -> Instance:
         """The Instance of a freshly inspected container, with its current host port."""
