@@ -39,14 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--data-dir", type=Path)
-    serve.add_argument("--runtime", choices=["auto", "docker", "local"])
+    serve.add_argument("--runtime", choices=["auto", "docker", "local", "swarm"])
     serve.add_argument("--apps-domain")
     worker = commands.add_parser("worker", help="run builds only, against the same database")
     worker.add_argument("--data-dir", type=Path)
     worker.add_argument(
         "--runtime",
-        choices=["auto", "docker", "local"],
-        help="what serve runs, hence what to build: images (docker) or venvs (local)",
+        choices=["auto", "docker", "local", "swarm"],
+        help="what serve runs, hence what to build: images (docker, swarm) or venvs (local)",
     )
     base = commands.add_parser(
         "base-image",
@@ -268,7 +268,7 @@ async def _print_image_builder(settings: "Settings", kind: str) -> None:
 
     from spacehub.builder.buildkit import NoBuildKit, find_buildkit
 
-    if kind != "docker":
+    if kind not in ("docker", "swarm"):
         return
     try:
         cli = await to_thread.run_sync(find_buildkit, settings.docker_cli)
@@ -276,16 +276,20 @@ async def _print_image_builder(settings: "Settings", kind: str) -> None:
         print(f"Builds: none possible: {error.message}", flush=True)
         return
     print(f"Builds: {cli.description}", flush=True)
+    if settings.registry is not None:
+        print(f"Builds: images pushed to the registry {settings.registry}", flush=True)
 
 
 def release_kind(runtime: str) -> str:
-    """What builds make for a runtime: `docker` builds images, `local` venv releases.
+    """What builds make for a runtime: `docker` and `swarm` build images, `local` venv releases.
 
     `auto` is decided as `serve` decides it (Docker when an engine answers), without making a
     runtime: a build-only process starts, adopts and stops no instance.
     """
     if runtime in ("docker", "local"):
         return runtime
+    if runtime == "swarm":
+        return "docker"
     from spacehub.runtime.docker import engine_answers
 
     return "docker" if engine_answers() else "local"

@@ -20,6 +20,8 @@ import httpx
 import pytest
 from huggingface_hub import HfApi
 
+# The `swarm` fixture (a one-node swarm and a loopback registry) for the tests marked swarm.
+pytest_plugins = ("tests.swarm_cluster",)
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 IN_CI = os.environ.get("CI") == "true"
 ADMIN_TOKEN = "hf_testadmintokenXXXXXXXXXXXXXXXXXXXX"

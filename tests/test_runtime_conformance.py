@@ -1,10 +1,12 @@
-"""One conformance suite for every runtime: the same scenarios on `docker` and on `local`.
+"""One conformance suite for every runtime: the same scenarios on `docker`, `local` and `swarm`.
 
-Each runtime gets one `spacehub serve` for the module (RUNTIME=docker or RUNTIME=local), and
+Each runtime gets one `spacehub serve` for the module (RUNTIME=docker, local or swarm), and
 every space is pushed once when it starts, so the Gradio and Streamlit builds are shared by
 the scenarios. The sample spaces are folders under tests/apps/ (see its README.md) beside
 the examples users push. Tests go through the platform's HTTP API and git only; what each
-runtime keeps (containers, process records) is looked at only to check nothing is left over.
+runtime keeps (containers, services, process records) is looked at only to check nothing is
+left over. `swarm` runs on a one-node swarm with a loopback registry (tests/swarm_cluster.py),
+in the Docker 26 pass of scripts/test only.
 """
 
 import contextlib
@@ -60,17 +62,23 @@ SPACES: dict[str, tuple[str, Path]] = {
 class RuntimeHub(Hub):
     """A platform on one runtime, and what that runtime keeps for a space."""
 
-    def __init__(self, runtime: str, platform: Platform, checkouts: Path) -> None:
+    def __init__(
+        self, runtime: str, platform: Platform, checkouts: Path, registry: str | None = None
+    ) -> None:
         super().__init__(platform, checkouts, BUILD_TIMEOUT)
         self.runtime = runtime
+        self.registry = registry
 
-    def settings(self) -> dict[str, str]:
-        return runtime_settings(self.runtime)
+    def settings(self, **extra: str) -> dict[str, str]:
+        return runtime_settings(self.runtime, self.registry, **extra)
 
     def instances(self, space_id: str) -> list[str]:
-        """Ids of the space's live instances: running containers, or live local processes."""
+        """Ids of the space's live instances: running containers or services, or live local
+        processes."""
         if self.runtime == "docker":
             return [container.id for container in containers_of(self.platform, space_id)]
+        if self.runtime == "swarm":
+            return [service["ID"] for service in services_of(self.platform, space_id)]
         return [str(record["pid"]) for record in local_records(self.platform, space_id)]
 
     def remove_instances(self, space_id: str) -> None:
@@ -78,6 +86,10 @@ class RuntimeHub(Hub):
         if self.runtime == "docker":
             for container in containers_of(self.platform, space_id, every=True):
                 container.remove(force=True)
+            return
+        if self.runtime == "swarm":
+            for service in services_of(self.platform, space_id, every=True):
+                docker_client().api.remove_service(service["ID"])
             return
         for record in local_records(self.platform, space_id):
             os.killpg(record["pid"], signal.SIGKILL)
@@ -98,21 +110,50 @@ class RuntimeHub(Hub):
         return answer.json()
 
 
-def runtime_settings(runtime: str, **extra: str) -> dict[str, str]:
+def runtime_settings(runtime: str, registry: str | None = None, **extra: str) -> dict[str, str]:
     settings = {"runtime": runtime, "max_restarts": str(MAX_RESTARTS), **extra}
-    if runtime == "docker":
+    if runtime in ("docker", "swarm"):
         settings["build_ca_bundle"] = CA_BUNDLE
+    if registry is not None:
+        settings["registry"] = registry
     return settings
 
 
-def containers_of(platform: Platform, space_id: str, every: bool = False) -> list:
-    """The space's containers of this platform (another run's, left on a shared engine, not)."""
+def docker_client():  # type: ignore[no-untyped-def]
     import docker
 
+    return docker.from_env(timeout=60)
+
+
+def platform_labels(platform: Platform, space_id: str) -> list[str]:
+    """Labels of the space's Docker objects of this platform (not another run's on the engine)."""
     platform_id = (platform.data_dir / INSTANCE_ID_FILE).read_text().strip()
-    labels = [f"{DOCKER_LABEL}={space_id}", f"{PLATFORM_LABEL}={platform_id}"]
-    client = docker.from_env(timeout=60)
-    found = client.containers.list(all=every, filters={"label": labels})
+    return [f"{DOCKER_LABEL}={space_id}", f"{PLATFORM_LABEL}={platform_id}"]
+
+
+def containers_of(platform: Platform, space_id: str, every: bool = False) -> list:
+    """The space's containers of this platform (running ones unless `every`)."""
+    client = docker_client()
+    found = client.containers.list(
+        all=every, filters={"label": platform_labels(platform, space_id)}
+    )
+    client.close()
+    return found
+
+
+def services_of(platform: Platform, space_id: str, every: bool = False) -> list[dict]:
+    """The space's Swarm services of this platform (those with a running task unless `every`)."""
+    client = docker_client()
+    services = client.api.services(filters={"label": platform_labels(platform, space_id)})
+    found = [
+        service
+        for service in services
+        if every
+        or any(
+            task["Status"]["State"] == "running"
+            for task in client.api.tasks(filters={"service": service["ID"]})
+        )
+    ]
     client.close()
     return found
 
@@ -138,26 +179,34 @@ def clean_up(runtime: str, platform: Platform, space_ids: list[str]) -> None:
     for space_id in space_ids:
         delete_space(platform, space_id)
     code = platform.stop()
-    if runtime == "docker":
-        import docker
-
-        client = docker.from_env(timeout=60)
+    if runtime in ("docker", "swarm"):
+        client = docker_client()
         for space_id in space_ids:
+            for service in client.api.services(filters={"label": f"{DOCKER_LABEL}={space_id}"}):
+                client.api.remove_service(service["ID"])
             remove_labelled_docker_objects(client, f"{DOCKER_LABEL}={space_id}")
     else:
         kill_leftover_apps(platform.data_dir)
     assert code == 0, f"spacehub serve did not stop cleanly (exit {code})"
 
 
-@pytest.fixture(scope="module", params=[pytest.param("docker", marks=pytest.mark.docker), "local"])
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param("docker", marks=pytest.mark.docker),
+        "local",
+        pytest.param("swarm", marks=[pytest.mark.docker, pytest.mark.swarm]),
+    ],
+)
 def runtime_platform(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RuntimeHub]:
     """`spacehub serve` on one runtime, every sample space pushed to it once."""
     runtime: str = request.param
+    registry = request.getfixturevalue("swarm").registry if runtime == "swarm" else None
     root = tmp_path_factory.mktemp(f"conformance-{runtime}")
-    platform = start_platform(root / "data", **runtime_settings(runtime))
-    hub = RuntimeHub(runtime, platform, root / "checkouts")
+    platform = start_platform(root / "data", **runtime_settings(runtime, registry))
+    hub = RuntimeHub(runtime, platform, root / "checkouts", registry)
     try:
         for name, (sdk, files) in SPACES.items():
             space_id = hub.create(name, sdk)
@@ -334,6 +383,8 @@ def test_restart_pause_and_delete(hub: RuntimeHub) -> None:
         assert hub.get(life, form).status_code == 404, form
     if hub.runtime == "docker":
         assert containers_of(hub.platform, life, every=True) == [], "no container is left"
+    if hub.runtime == "swarm":
+        assert services_of(hub.platform, life, every=True) == [], "no service is left"
     assert {space_id: hub.instances(space_id) for space_id in others} == others
 
 
@@ -368,14 +419,15 @@ def test_platform_restart_re_adopts_running_apps_and_starts_vanished_ones(
 def test_app_over_its_memory_limit_is_runtime_error_and_the_platform_is_unharmed(
     runtime_platform: RuntimeHub, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    """A platform of its own with a 128 MiB cap: Docker's cgroup kills the app (out of memory);
+    """A platform of its own with a 128 MiB cap: Docker's cgroup kills the app (out of memory,
+    on `swarm` too: the supervisor reads it from the task's container);
     local on this cgroup-v1 machine sets RLIMIT_DATA, so the app's allocation fails instead."""
     runtime = runtime_platform.runtime
     limit_mib = 128
     capped = start_platform(
         tmp_path / "data",
-        **runtime_settings(
-            runtime, app_memory_limit=str(limit_mib * 1024 * 1024), max_restarts="1"
+        **runtime_platform.settings(
+            app_memory_limit=str(limit_mib * 1024 * 1024), max_restarts="1"
         ),
     )
     explain_failure(request.node, "capped platform log", lambda: capped.log()[-6000:])
@@ -387,7 +439,8 @@ def test_app_over_its_memory_limit_is_runtime_error_and_the_platform_is_unharmed
         assert "memory-hog: holding" in message, message
         held = [int(line.split()[-2]) for line in message.splitlines() if "holding" in line]
         assert max(held) <= limit_mib, f"the app held {max(held)} MiB past its {limit_mib} MiB"
-        assert ("out of memory" if runtime == "docker" else "MemoryError") in message, message
+        killed = "out of memory" if runtime in ("docker", "swarm") else "MemoryError"
+        assert killed in message, message
         assert httpx.get(f"{capped.url}/api/spaces", timeout=5).status_code == 200
     finally:
         clean_up(runtime, capped, [space_id])

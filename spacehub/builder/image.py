@@ -44,7 +44,7 @@ from spacehub.builder.dockerfile import (
 from spacehub.builder.limits import BuildLimits, BuildStopped
 from spacehub.builder.plan import BuildPlan
 from spacehub.core.cgroups import Cgroup, memory_peak, reset_memory_peak
-from spacehub.core.release import Artifact
+from spacehub.core.release import REGISTRY, Artifact
 
 Log = Callable[[str], None]
 
@@ -89,6 +89,9 @@ class ImageBuildOptions:
     platform_id: str | None = None
     docker_cli: str | None = None  # the docker CLI that builds; None: found on PATH
     registry_mirror: str | None = None  # where a missing base image is pulled from, if set
+    # Where release images are pushed for the nodes of a swarm to pull them, if set: the
+    # release's image is then `<registry>/<image_tag>@<digest>`.
+    registry: str | None = None
     # Keys the digest of secret values that separates the cache of the steps using them
     # (see dockerfile.rewrite_user_dockerfile): a platform secret, so the digest reveals nothing.
     secrets_digest_key: bytes = b""
@@ -125,6 +128,8 @@ def build_image(
         raise ValueError("the pip index URL must be a plain http(s) URL")
     if options.platform_id is not None and not _PLATFORM_ID.fullmatch(options.platform_id):
         raise ValueError("the platform id must be lower-case letters and digits")
+    if options.registry is not None and not REGISTRY.fullmatch(options.registry):
+        raise ValueError("the registry must be host[:port][/path]")
     if plan.config.sdk not in ("docker", "gradio", "streamlit"):
         raise ValueError(f"a {plan.config.sdk} space has no image")
     deadline = None if limits.timeout_seconds is None else time.monotonic() + limits.timeout_seconds
@@ -150,6 +155,8 @@ def build_image(
                 image_id = build.build_sdk_template(
                     plan, source, build_args, build_secrets, contexts
                 )
+        if options.registry is not None:
+            image_id = build.push(image_id, options.registry)
     finally:
         shutil.rmtree(private, ignore_errors=True)
         client.close()
@@ -172,12 +179,16 @@ def release_image_filters(space_id: str | None, platform_id: str) -> dict[str, l
     return {"label": labels}
 
 
-def prune_images(space_id: str, label: str, platform_id: str, keep: set[str]) -> list[str]:
-    """Untag the space's release images whose commit is not in `keep`; return the tags removed.
+def prune_images(
+    space_id: str, label: str, platform_id: str, keep: set[str], registry: str | None = None
+) -> list[str]:
+    """Untag the space's release images whose commit is not in `keep`, the tags pushed to
+    `registry` as well; return the tags removed (the registry keeps its copies).
 
     An image a container still uses is refused by the engine (no force) and stays.
     """
     repository = image_repository(label, platform_id)
+    names = {repository} if registry is None else {repository, f"{registry}/{repository}"}
     kept = {commit[:12] for commit in keep}
     removed = []
     client = docker.from_env(timeout=_DOCKER_TIMEOUT_SECONDS)
@@ -185,7 +196,7 @@ def prune_images(space_id: str, label: str, platform_id: str, keep: set[str]) ->
         for image in client.images.list(filters=release_image_filters(space_id, platform_id)):
             for tag in image.tags:
                 name, _, commit = tag.rpartition(":")
-                if name != repository or commit in kept:
+                if name not in names or commit in kept:
                     continue
                 try:
                     client.images.remove(tag)
@@ -437,6 +448,35 @@ class _Build:
                 reason = next((line for line in reversed(self.tail) if line.strip()), "")
                 raise BuildFailed(f"build failed: {reason.strip()}", self.log_tail) from None
         return (self.private / "image-id").read_text().strip()
+
+    def push(self, image_id: str, registry: str) -> str:
+        """Tag the built image `<registry>/<tag>` and push it; its reference by digest."""
+        repository, _, tag = f"{registry}/{self.tag}".rpartition(":")
+        self.log(f"Pushing {repository}:{tag} to the registry {registry}")
+        digest = None
+        try:
+            self.client.api.tag(image_id, repository, tag)
+            for event in self.client.api.push(repository, tag, stream=True, decode=True):
+                if "error" in event:
+                    raise BuildFailed(
+                        f"pushing the image to the registry {registry} failed: {event['error']}",
+                        self.log_tail,
+                    )
+                digest = (event.get("aux") or {}).get("Digest", digest)
+                # One line per layer when it is done, not the progress bars in between.
+                if event.get("status") in ("Pushed", "Layer already exists", "Mounted from"):
+                    self._emit(f"{event.get('id', '')}: {event['status']}")
+        except DockerException as error:
+            raise BuildFailed(
+                f"pushing the image to the registry {registry} failed: {error}", self.log_tail
+            ) from None
+        if digest is None:
+            raise BuildFailed(
+                f"the registry {registry} did not answer the push with the image's digest",
+                self.log_tail,
+            )
+        self._emit(f"Pushed {repository}:{tag} ({digest})")
+        return f"{repository}:{tag}@{digest}"
 
     @contextmanager
     def _capped(self) -> Iterator[Cgroup | None]:

@@ -1,9 +1,14 @@
 """What the builder hands the runtime: an artifact, and the spec to run it."""
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+# Where release images are pushed (host[:port][/path]): a registry every node can pull from.
+REGISTRY = re.compile(
+    r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}(:[0-9]{1,5})?(/[a-z0-9][a-z0-9._-]{0,127}){0,8}"
+)
 ArtifactKind = Literal["image", "static", "venv"]
 # A venv release is a directory: the app's files in `app/` and this manifest beside them.
 VENV_MANIFEST = "release.json"

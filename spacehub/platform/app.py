@@ -147,8 +147,18 @@ def prepare_database(platform: Platform) -> None:
 
 
 async def connect_runtime(settings: Settings) -> Runtime:
-    """`docker` must answer; `local` runs apps as processes; `auto` is Docker if it answers."""
+    """`docker` must answer, `swarm` must be a swarm manager; `local` runs apps as processes;
+    `auto` is Docker if it answers."""
     platform_id = platform_instance_id(settings.data_dir)
+    if settings.runtime == "swarm":
+        swarm_class = load_runtime_class("swarm")
+        # Not a swarm manager, or no engine: SwarmUnavailable says so and how to fix it.
+        runtime = await to_thread.run_sync(lambda: swarm_class(platform_id=platform_id))
+        print(
+            f"Runtime: swarm (apps run as Swarm services, images from {settings.registry})",
+            flush=True,
+        )
+        return runtime
     if settings.runtime != "local":
         try:
             runtime_class = load_runtime_class("docker")

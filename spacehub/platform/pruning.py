@@ -79,9 +79,15 @@ async def prune_releases(platform: Platform, space_row_id: int) -> None:
 def _prune(platform: Platform, job: PruneJob) -> None:
     releases = platform.settings.releases_dir / job.label
     removed = prune_static_releases(releases, job.keep)
-    if platform.runtime is not None and platform.runtime.name == "docker":
+    if platform.runtime is not None and platform.runtime.name in ("docker", "swarm"):
         from spacehub.builder.image import prune_images
 
-        removed += prune_images(job.space_id, job.label, platform.platform_id, set(job.keep))
+        removed += prune_images(
+            job.space_id,
+            job.label,
+            platform.platform_id,
+            set(job.keep),
+            platform.settings.registry,
+        )
     if removed:
         log.info("removed %d old release(s) of %s", len(removed), job.space_id)

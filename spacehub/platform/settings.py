@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from spacehub.core.release import REGISTRY
 from spacehub.core.space_config import duration_seconds
 
 MIB = 1024 * 1024
@@ -88,10 +89,18 @@ class Settings(BaseSettings):
         description="Database connections kept open (as many again in overflow); requests "
         "hold one only while they read or write, never while a body streams.",
     )
-    runtime: Literal["auto", "docker", "local"] = Field(
+    runtime: Literal["auto", "docker", "local", "swarm"] = Field(
         default="auto",
-        description="How apps run: docker, local (processes in shared venvs made with uv), or "
-        "auto (Docker when a daemon answers, else local).",
+        description="How apps run: docker, local (processes in shared venvs made with uv), "
+        "swarm (Docker Swarm services, images pulled from REGISTRY; the engine must be a swarm "
+        "manager), or auto (Docker when a daemon answers, else local).",
+    )
+    registry: str | None = Field(
+        default=None,
+        description="Registry (host[:port][/path]) every built image is pushed to, as "
+        "REGISTRY/spacehub/...:COMMIT, for the nodes of a swarm to pull it; needed by the "
+        "swarm runtime. The engine pushes over plain HTTP only to 127.0.0.0/8 or to a registry "
+        "in its insecure-registries.",
     )
     admin_name: str = Field(
         default="admin", description="Name of the admin user made on first start."
@@ -199,6 +208,22 @@ class Settings(BaseSettings):
         description="Port of git over SSH (ssh://git@HOST:SSH_PORT/spaces/owner/name); 0 turns "
         "it off.",
     )
+
+    @field_validator("registry")
+    @classmethod
+    def _registry_address(cls, value: str | None) -> str | None:
+        if value is not None and not REGISTRY.fullmatch(value):
+            raise ValueError(f"{value!r} is not a registry: write host[:port][/path]")
+        return value
+
+    @model_validator(mode="after")
+    def _swarm_pulls_from_a_registry(self) -> "Settings":
+        if self.runtime == "swarm" and self.registry is None:
+            raise ValueError(
+                "the swarm runtime runs images every node pulls from a registry: set "
+                "SPACEHUB_REGISTRY (e.g. 127.0.0.1:5000 for Debian's docker-registry)"
+            )
+        return self
 
     @field_validator("build_memory", mode="before")
     @classmethod

@@ -346,6 +346,7 @@ async def _build_artifact(
         platform_id=platform.platform_id,
         docker_cli=settings.docker_cli,
         registry_mirror=settings.registry_mirror,
+        registry=settings.registry,
         secrets_digest_key=platform.secret_box.derived_key("build-cache"),
         context_cache_dir=settings.build_contexts_dir,
     )

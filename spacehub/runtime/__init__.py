@@ -7,6 +7,7 @@ from spacehub.runtime.base import Runtime
 RUNTIMES = {
     "docker": "spacehub.runtime.docker:DockerRuntime",
     "local": "spacehub.runtime.local:LocalRuntime",
+    "swarm": "spacehub.runtime.swarm:SwarmRuntime",
 }
 
 

@@ -5,6 +5,7 @@
 security options, storage and logs are decided here once, so the two never drift apart.
 """
 
+import re
 from dataclasses import dataclass
 
 from spacehub.core.names import subdomain_label
@@ -15,6 +16,8 @@ DATA_PATH = "/data"
 LOG_DRIVER = "json-file"
 LOG_OPTIONS = {"max-size": "10m", "max-file": "3"}
 DROPPED_CAPABILITIES = ("ALL",)
+_LABEL_PREFIX = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+_PLATFORM_ID = re.compile(r"[a-z0-9]{1,32}")
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,14 @@ class AppContainer:
     memory_bytes: int
     pids: int
     volume: str | None  # mounted read-write at DATA_PATH when the space has storage
+
+
+def check_names(label_prefix: str, platform_id: str | None) -> None:
+    """Refuse a label prefix or platform id that could not name Docker objects and labels."""
+    if not _LABEL_PREFIX.fullmatch(label_prefix):
+        raise ValueError(f"label prefix {label_prefix!r} must match {_LABEL_PREFIX.pattern}")
+    if platform_id is not None and not _PLATFORM_ID.fullmatch(platform_id):
+        raise ValueError(f"platform id {platform_id!r} must match {_PLATFORM_ID.pattern}")
 
 
 def space_label(space_id: str) -> str:

@@ -4,7 +4,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import secrets
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
@@ -30,6 +29,7 @@ from spacehub.runtime.container_spec import (
     LOG_DRIVER,
     LOG_OPTIONS,
     app_container,
+    check_names,
     label_filter,
     space_label,
     space_labels,
@@ -39,8 +39,6 @@ from spacehub.runtime.container_spec import (
 log = logging.getLogger(__name__)
 STOP_TIMEOUT_SECONDS = 5
 LOOPBACK = "127.0.0.1"
-_LABEL_PREFIX = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
-_PLATFORM_ID = re.compile(r"[a-z0-9]{1,32}")
 _RUNNING = {"running", "paused", "restarting"}
 _EXITED = {"created", "exited", "dead"}
 
@@ -132,6 +130,25 @@ def ensure_volume(
         log.warning("could not give %s to %s: %s", DATA_PATH, user, e)
 
 
+def remove_images_and_volumes(
+    client: docker.DockerClient, space_filter: dict[str, list[str]], space_id: str
+) -> None:
+    """Remove a deleted space's images and volumes from `client`'s engine (no container of it
+    may be left: a volume in use is not removed)."""
+    for image in client.images.list(filters=space_filter):
+        # By tag, not by id with force: an image some other tag still needs stays.
+        for ref in image.tags or [image.id]:
+            try:
+                client.images.remove(ref)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as e:  # 409: a build of the space still uses it
+                log.warning("kept image %s of deleted %s: %s", ref, space_id, e.explanation)
+    for volume in client.volumes.list(filters=space_filter):
+        with contextlib.suppress(docker.errors.NotFound):
+            volume.remove(force=True)
+
+
 def split_lines(chunks: Iterable[bytes]) -> Iterator[str]:
     """Whole lines from byte chunks cut anywhere, decoded so that bad bytes cannot raise."""
     pending = b""
@@ -180,10 +197,7 @@ class DockerRuntime(Runtime):
         label_prefix: str = "spacehub",
         platform_id: str | None = None,
     ) -> None:
-        if not _LABEL_PREFIX.fullmatch(label_prefix):
-            raise ValueError(f"label prefix {label_prefix!r} must match {_LABEL_PREFIX.pattern}")
-        if platform_id is not None and not _PLATFORM_ID.fullmatch(platform_id):
-            raise ValueError(f"platform id {platform_id!r} must match {_PLATFORM_ID.pattern}")
+        check_names(label_prefix, platform_id)
         super().__init__(platform_id)
         self.network = network
         self.label_prefix = label_prefix
@@ -413,18 +427,7 @@ class DockerRuntime(Runtime):
         ):
             with contextlib.suppress(docker.errors.NotFound):
                 container.remove(v=True, force=True)
-        for image in self.client.images.list(filters=space_filter):
-            # By tag, not by id with force: an image some other tag still needs stays.
-            for ref in image.tags or [image.id]:
-                try:
-                    self.client.images.remove(ref)
-                except docker.errors.NotFound:
-                    pass
-                except docker.errors.APIError as e:  # 409: a build of the space still uses it
-                    log.warning("kept image %s of deleted %s: %s", ref, space_id, e.explanation)
-        for volume in self.client.volumes.list(filters=space_filter):
-            with contextlib.suppress(docker.errors.NotFound):
-                volume.remove(force=True)
+        remove_images_and_volumes(self.client, space_filter, space_id)
 
     def _list_instances(self) -> list[Instance]:
         containers = self.client.containers.list(
