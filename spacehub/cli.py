@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import asyncio
 
+    from pydantic import ValidationError
+
     from spacehub.platform.settings import Settings
 
 log = logging.getLogger("spacehub")
@@ -69,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # 7 lines per start
 
+    from pydantic import ValidationError
+
     from spacehub.platform.settings import Settings
 
     overrides = {
@@ -76,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in vars(args).items()
         if key in ("host", "port", "data_dir", "runtime", "apps_domain") and value is not None
     }
-    settings = Settings(**overrides)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as error:
+        print(settings_problems(error), file=sys.stderr)
+        return 2
     if args.command == "serve":
         _run(serve_platform(settings))
     elif args.command == "worker":
@@ -88,6 +96,17 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command in ("users", "orgs", "tokens"):
         return account_commands.manage_accounts(settings, args)
     return 0
+
+
+def settings_problems(error: "ValidationError") -> str:
+    """One line per bad setting, named as its environment variable, without a traceback."""
+    lines = []
+    for problem in error.errors():
+        name = "_".join(str(part) for part in problem["loc"])
+        cause = (problem.get("ctx") or {}).get("error")
+        message = str(cause) if cause is not None else problem["msg"]
+        lines.append(f"spacehub: {f'SPACEHUB_{name.upper()}: ' if name else ''}{message}")
+    return "\n".join(lines)
 
 
 def provide_base_images(settings: "Settings", images: list[str], *, every: bool) -> int:
