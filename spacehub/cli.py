@@ -43,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--data-dir", type=Path)
     serve.add_argument("--runtime", choices=["auto", "docker", "local", "swarm"])
     serve.add_argument("--apps-domain")
+    serve.add_argument(
+        "--proxy",
+        choices=["python", "nginx"],
+        help="the front door: spacehub's proxy, or a managed nginx before it (TLS, more cores)",
+    )
     worker = commands.add_parser("worker", help="run builds only, against the same database")
     worker.add_argument("--data-dir", type=Path)
     worker.add_argument(
@@ -78,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {
         key: value
         for key, value in vars(args).items()
-        if key in ("host", "port", "data_dir", "runtime", "apps_domain") and value is not None
+        if key in ("host", "port", "data_dir", "runtime", "apps_domain", "proxy")
+        and value is not None
     }
     try:
         settings = Settings(**overrides)
@@ -86,7 +92,13 @@ def main(argv: list[str] | None = None) -> int:
         print(settings_problems(error), file=sys.stderr)
         return 2
     if args.command == "serve":
-        _run(serve_platform(settings))
+        from spacehub.platform.front import FrontError
+
+        try:
+            _run(serve_platform(settings))
+        except FrontError as error:
+            print(f"spacehub serve: {error.message}", file=sys.stderr)
+            return 1
     elif args.command == "worker":
         _run(run_workers(settings))
     elif args.command == "base-image":
@@ -205,7 +217,11 @@ def _stop_event() -> "asyncio.Event":
 
 
 async def serve_platform(settings: "Settings") -> None:
-    """The proxy on the public port; the control plane (uvicorn) on a unix socket behind it."""
+    """The proxy on the public port; the control plane (uvicorn) on a unix socket behind it.
+
+    With `proxy = nginx`, a managed nginx takes the public ports and the proxy listens on unix
+    sockets behind it (spacehub.platform.front).
+    """
     import asyncio
 
     import uvicorn
@@ -215,6 +231,7 @@ async def serve_platform(settings: "Settings") -> None:
     from spacehub.platform.context import Platform
     from spacehub.platform.git.hooks import install_hooks
     from spacehub.platform.proxy import ProxyThread, proxy_context
+    from spacehub.platform.proxy.context import ProxyContext
     from spacehub.platform.route_table import Upstream
 
     class QuietServer(uvicorn.Server):
@@ -224,6 +241,13 @@ async def serve_platform(settings: "Settings") -> None:
         def capture_signals(self) -> Iterator[None]:
             yield
 
+    from spacehub.platform.front import FrontError, NginxFront, find_nginx, front_config
+    from spacehub.platform.proxy import ProxyLimits
+
+    if settings.tls_cert is not None and settings.proxy != "nginx":
+        raise FrontError("TLS (tls_cert) is answered by the nginx front: serve with --proxy nginx")
+    front_settings = front_config(settings, ProxyLimits()) if settings.proxy == "nginx" else None
+    nginx = find_nginx() if front_settings is not None else None
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
     stop = _stop_event()
     install_hooks(settings)
@@ -250,23 +274,49 @@ async def serve_platform(settings: "Settings") -> None:
 
     control_plane = Upstream(unix_path=str(socket_path))
     authorize = AppAccess(platform.engine, platform.app_signer).authorize
+    behind_front = front_settings is not None
     main_origin = proxy_context(
         platform.routes,
         control_plane,
         settings.apps_domain,
         authorize,
         apps_origin=settings.effective_apps_url,
+        behind_front=behind_front,
     )
     apps_origin = proxy_context(
-        platform.routes, control_plane, settings.apps_domain, authorize, apps_only=True
+        platform.routes,
+        control_plane,
+        settings.apps_domain,
+        authorize,
+        apps_only=True,
+        behind_front=behind_front,
     )
-    proxy = ProxyThread(
-        [
+    if front_settings is None:
+        listeners: list[tuple[str, int | None, ProxyContext]] = [
             (settings.host, settings.port, main_origin),
             (settings.host, settings.effective_apps_port, apps_origin),
         ]
-    )
+    else:
+        listeners = [
+            (str(front_settings.main_socket), None, main_origin),
+            (str(front_settings.apps_socket), None, apps_origin),
+        ]
+        for path in (front_settings.main_socket, front_settings.apps_socket):
+            path.unlink(missing_ok=True)
+    proxy = ProxyThread(listeners)
     proxy.start()
+    front = None
+    if front_settings is not None and nginx is not None:
+        front = NginxFront(front_settings, platform.routes, proxy.call_soon, binary=nginx)
+        try:
+            front.start()
+        except BaseException:
+            front.stop()
+            proxy.stop()
+            server.should_exit = True
+            await serving
+            raise
+        platform.routes.front = front
     # What startup made lives as long as the process: out of the collector's reach, the full
     # collections that many requests' garbage triggers stay short.
     gc.freeze()
@@ -275,6 +325,9 @@ async def serve_platform(settings: "Settings") -> None:
     await _print_image_builder(settings, platform.runtime.name if platform.runtime else "")
     await stop.wait()
     print("spacehub is stopping", flush=True)
+    if front is not None:
+        platform.routes.front = None
+        front.stop()
     proxy.stop_accepting()
     server.should_exit = True
     await serving

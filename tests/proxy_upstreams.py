@@ -5,17 +5,28 @@ import hashlib
 import json
 import socket
 import threading
-from collections.abc import Coroutine
+import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 from aiohttp import web
 
-from spacehub.platform.proxy import ProxyLimits, start_proxy
+from spacehub.platform.front import FrontConfig, NginxFront, Tls, address
+from spacehub.platform.proxy import ProxyLimits, proxy_context, start_proxy
+from spacehub.platform.proxy.server import listen
 from spacehub.platform.route_table import Route, RouteTable, Upstream
 
 GOOD_TOKEN = "good-token"
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
 
 
 def free_port() -> int:
@@ -139,11 +150,27 @@ async def control_plane(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 class ProxyHarness:
-    """The proxy, an app upstream and the control plane, on one event loop in a thread."""
+    """The proxy, an app upstream and the control plane, on one event loop in a thread.
 
-    def __init__(self, tmp: Path, limits: ProxyLimits) -> None:
+    `front="nginx"`: the platform's nginx front listens on `proxy_port` (the apps origin: the
+    path form answers there, and the subdomain form) and the proxy behind it on a unix socket.
+    """
+
+    def __init__(
+        self,
+        tmp: Path,
+        limits: ProxyLimits,
+        front: str = "python",
+        tls: Tls | None = None,
+        apps_domain: str = "localhost",
+    ) -> None:
         self.routes = RouteTable()
+        self.apps_domain = apps_domain
         self.limits = limits
+        self.front_kind = front
+        self.tls = tls
+        self.front: NginxFront | None = None
+        self._tmp = tmp
         self.app = AppUpstream()
         self.tokens_seen: list[str | None] = []
         self.control_socket = str(tmp / "control.sock")
@@ -156,7 +183,7 @@ class ProxyHarness:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.proxy_port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.proxy_port}"
 
     def run(self, coro: Coroutine[Any, Any, Any], timeout: float = 30) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -165,7 +192,21 @@ class ProxyHarness:
         self._thread.start()
         self.run(self._start())
 
+    def sync(self) -> None:
+        """Wait until the front answers for the routes as they are now (nginx reloaded)."""
+        if self.front is not None:
+            self.front.wait_synced()
+
+    def open_connections(self, space_id: str) -> int:
+        """What the supervisor sees open for the space: the proxy's connections, and the
+        front's connections to the app."""
+        activity = self.routes.activity.get(space_id)
+        proxied = activity.open_connections if activity else 0
+        return proxied + (self.front.open_connections(space_id) if self.front else 0)
+
     def stop(self) -> None:
+        if self.front is not None:
+            self.front.stop()
         self.run(self._stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
@@ -190,16 +231,47 @@ class ProxyHarness:
                 task.result()
             await asyncio.sleep(0.01)
         self._cleanups.append(lambda: self._stop_uvicorn(server, task))
+        control = Upstream(unix_path=self.control_socket)
+        if self.front_kind == "nginx":
+            proxy_socket = self._tmp / "proxy.sock"
+            context = proxy_context(
+                self.routes,
+                control,
+                self.apps_domain,
+                self.authorize,
+                self.limits,
+                behind_front=True,
+            )
+            proxy = await listen(context, str(proxy_socket), None)
+            self._cleanups.append(lambda: self._close_server(proxy))
+            await asyncio.get_running_loop().run_in_executor(None, self._start_front, proxy_socket)
+            return
         proxy = await start_proxy(
             host="127.0.0.1",
             port=self.proxy_port,
             routes=self.routes,
-            control_plane=Upstream(unix_path=self.control_socket),
-            apps_domain="localhost",
+            control_plane=control,
+            apps_domain=self.apps_domain,
             authorize=self.authorize,
             limits=self.limits,
         )
         self._cleanups.append(lambda: self._close_server(proxy))
+
+    def _start_front(self, proxy_socket: Path) -> None:
+        config = FrontConfig(
+            prefix=self._tmp / "nginx",
+            listen_main=address("127.0.0.1", free_port()),
+            listen_apps=address("127.0.0.1", self.proxy_port),
+            main_socket=proxy_socket,
+            apps_socket=proxy_socket,
+            apps_domain=self.apps_domain,
+            limits=self.limits,
+            tls=self.tls,
+            workers="1",
+        )
+        self.front = NginxFront(config, self.routes, self.loop.call_soon_threadsafe)
+        self.routes.front = self.front
+        self.front.start()
 
     @staticmethod
     async def _stop_uvicorn(server: uvicorn.Server, task: "asyncio.Future[None]") -> None:

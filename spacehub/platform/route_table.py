@@ -5,6 +5,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,19 @@ class Sleeping:
     woken: "Future[bool]" = field(default_factory=Future)
 
 
+class Front(Protocol):
+    """A front door before the proxy that answers some spaces itself (the nginx front)."""
+
+    def open_connections(self, space_id: str) -> int:
+        """Connections it holds open to the space's app now (WebSockets, streams)."""
+        ...
+
+    def release(self, space_id: str) -> bool:
+        """Block until it sends the space's requests to the proxy (the space is marked frozen or
+        sleeping) and its traffic is in `activity`; True when it holds no connection to the app."""
+        ...
+
+
 class RouteTable:
     """Routes by subdomain label and by `owner/name`; activity is recorded per space."""
 
@@ -96,6 +110,7 @@ class RouteTable:
         self.activity: dict[str, Activity] = {}
         self.frozen: dict[str, Frozen] = {}  # written by the supervisor, read by the proxy
         self.sleeping: dict[str, Sleeping] = {}  # the same, for spaces stopped while idle
+        self.front: Front | None = None  # set by `serve --proxy nginx`
 
     def set(self, route: Route) -> None:
         old = self._by_id.get(route.space_id)

@@ -208,6 +208,19 @@ class Settings(BaseSettings):
         description="Port of git over SSH (ssh://git@HOST:SSH_PORT/spaces/owner/name); 0 turns "
         "it off.",
     )
+    proxy: Literal["python", "nginx"] = Field(
+        default="python",
+        description="The front door on PORT and the apps port: python (spacehub's own proxy), "
+        "or nginx (a managed nginx master, config in DATA_DIR/nginx, answering running public "
+        "spaces itself and everything else through spacehub's proxy; reloaded as routes change). "
+        "nginx must be installed.",
+    )
+    tls_cert: Path | None = Field(
+        default=None,
+        description="With proxy nginx: the TLS certificate chain (PEM) both ports answer with; "
+        "a wildcard for *.APPS_DOMAIN covers the subdomain form. URLs become https://.",
+    )
+    tls_key: Path | None = Field(default=None, description="The private key (PEM) of TLS_CERT.")
 
     @field_validator("registry")
     @classmethod
@@ -250,7 +263,8 @@ class Settings(BaseSettings):
 
     @property
     def effective_public_url(self) -> str:
-        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+        scheme = "https" if self.tls_cert else "http"
+        return (self.public_url or f"{scheme}://{self.host}:{self.port}").rstrip("/")
 
     @property
     def effective_apps_port(self) -> int:

@@ -353,8 +353,9 @@ class Supervisor:
             if record is not None and time.monotonic() - record.restarted_at > STABLE_SECONDS:
                 del self._crashes[view.id]
             if self._sleepy(view):
-                await self._sleep(view)
-            elif self._idle_long_enough(view):
+                if not await self._front_holds_connections(view):
+                    await self._sleep(view)
+            elif self._idle_long_enough(view) and not await self._front_holds_connections(view):
                 await self._freeze(view)
             return
         await self._unfreeze(view.id)
@@ -389,6 +390,24 @@ class Supervisor:
         activity = routes.activity.get(space_id) or routes.touch(space_id)  # the clock starts
         return idle_seconds(activity, time.monotonic())
 
+    async def _front_holds_connections(self, view: SpaceView) -> bool:
+        """Whether the nginx front has connections open to the space's app (a WebSocket or a
+        stream it tunnels is in its log only at the end); if so the idle clock starts again."""
+        front = self.platform.routes.front
+        if front is None:
+            return False
+        if not await to_thread.run_sync(front.open_connections, view.space_id):
+            return False
+        self.platform.routes.touch(view.space_id)
+        return True
+
+    async def _front_released(self, view: SpaceView) -> bool:
+        """With the space's mark set: wait until the nginx front sends its requests to the proxy
+        (which holds them) and its traffic until then is counted; False if it still has a
+        connection open to the app."""
+        front = self.platform.routes.front
+        return front is None or await to_thread.run_sync(front.release, view.space_id)
+
     async def _freeze(self, view: SpaceView) -> None:
         """Mark the space frozen (the proxy holds its requests), check it is still idle, freeze.
 
@@ -404,7 +423,8 @@ class Supervisor:
         entry = FrozenInstance(view.space_id, view.instance, Frozen(request_thaw=thaw_soon))
         self._frozen[view.id] = entry
         self.platform.routes.frozen[view.space_id] = entry.mark
-        if self._idle_seconds(view.space_id) < self.platform.settings.freeze_after:
+        released = await self._front_released(view)
+        if not released or self._idle_seconds(view.space_id) < self.platform.settings.freeze_after:
             self._end_freeze(view.id, entry, thawed=True)  # a request came meanwhile
             return
         async with entry.lock:
@@ -484,8 +504,9 @@ class Supervisor:
         space's lock: a wake asked meanwhile waits for the stop, then starts it again)."""
         assert view.instance is not None
         self._mark_asleep(view)
+        released = await self._front_released(view)
         idle = self._idle_seconds(view.space_id)
-        if idle < view.sleep_seconds:
+        if not released or idle < view.sleep_seconds:
             self._end_sleep(view.id, woken=True)  # a request came meanwhile: it goes on
             return
         await self._unfreeze(view.id)  # the sleeping mark holds the requests from here on

@@ -9,7 +9,7 @@ import httptools
 
 from spacehub.platform.proxy.context import ProxyContext
 from spacehub.platform.proxy.exchange import Exchange, Request
-from spacehub.platform.proxy.http_head import Headers, plain_response
+from spacehub.platform.proxy.http_head import Headers, header_value, plain_response
 from spacehub.platform.proxy.tunnel import Tunnel
 
 
@@ -166,6 +166,10 @@ class ClientConnection(asyncio.Protocol):
                 has_body = has_body or value.strip() not in (b"0", b"")
             elif name == b"connection":
                 connection = True
+        client_ip, proto = self._client_ip, b"http"
+        if self._ctx.behind_front:
+            client_ip = header_value(headers, b"x-forwarded-for") or client_ip
+            proto = header_value(headers, b"x-forwarded-proto") or proto
         upgrade = self._parser.should_upgrade()
         websocket = upgrade and any(
             name == b"upgrade" and value.strip().lower() == b"websocket" for name, value in headers
@@ -175,7 +179,8 @@ class ClientConnection(asyncio.Protocol):
             target=target,
             host=host,
             headers=headers,
-            client_ip=self._client_ip,
+            client_ip=client_ip,
+            proto=proto,
             # After an upgrade request, the parser cannot read another request on this connection.
             keep_alive=self._parser.should_keep_alive() and not upgrade,
             http10=self._parser.get_http_version() == "1.0",

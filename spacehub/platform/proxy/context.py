@@ -35,6 +35,9 @@ class ProxyContext:
     control_plane: Upstream
     authorize: Authorize
     limits: ProxyLimits
+    # Behind the platform's own nginx front on a unix socket only it reaches: the client's
+    # address and scheme are taken from the X-Forwarded-For/-Proto nginx set, not replaced.
+    behind_front: bool = False
     pool: UpstreamPool = field(init=False)
     clients: "set[ClientConnection]" = field(default_factory=set)
 

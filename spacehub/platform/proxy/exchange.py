@@ -90,6 +90,7 @@ class Request:
     host: bytes | None
     headers: Headers
     client_ip: bytes
+    proto: bytes  # the scheme the client used: http, or what the front says (https)
     keep_alive: bool
     http10: bool
     websocket: bool
@@ -488,7 +489,8 @@ class Exchange:
             lines.append(b"transfer-encoding: chunked\r\n")
         if request.websocket:
             lines.append(b"connection: upgrade\r\nupgrade: websocket\r\n")
-        lines += (b"x-forwarded-for: ", request.client_ip, b"\r\nx-forwarded-proto: http\r\n")
+        lines += (b"x-forwarded-for: ", request.client_ip, b"\r\nx-forwarded-proto: ")
+        lines += (request.proto, b"\r\n")
         if request.host is not None:
             lines += (b"x-forwarded-host: ", request.host, b"\r\n")
         else:

@@ -3,6 +3,7 @@
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 
 from spacehub.platform.proxy.client import ClientConnection
 from spacehub.platform.proxy.context import Authorize, ProxyContext, ProxyLimits
@@ -40,20 +41,31 @@ def proxy_context(
     *,
     apps_origin: str | None = None,
     apps_only: bool = False,
+    behind_front: bool = False,
 ) -> ProxyContext:
-    """One listener's context; `apps_origin` and `apps_only` as in `Router`."""
+    """One listener's context; `apps_origin` and `apps_only` as in `Router`, `behind_front` as
+    in `ProxyContext` (for a listener on a unix socket only the nginx front reaches)."""
     return ProxyContext(
         routes=routes,
         router=Router(routes, apps_domain, apps_origin=apps_origin, apps_only=apps_only),
         control_plane=control_plane,
         authorize=authorize,
         limits=limits or ProxyLimits(),
+        behind_front=behind_front,
     )
 
 
-async def listen(context: ProxyContext, host: str, port: int) -> asyncio.Server:
+async def listen(context: ProxyContext, host: str, port: int | None) -> asyncio.Server:
+    """Listen on `host:port`, or on the unix socket at path `host` when `port` is None."""
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: ClientConnection(context), host, port, backlog=1024)
+    if port is None:
+        server = await loop.create_unix_server(
+            lambda: ClientConnection(context), host, backlog=1024
+        )
+    else:
+        server = await loop.create_server(
+            lambda: ClientConnection(context), host, port, backlog=1024
+        )
     loop.call_later(SWEEP_INTERVAL, _sweep, loop, server, context)
     return server
 
@@ -79,8 +91,9 @@ class ProxyThread:
     GIL. The two share the route table and activity records (plain dicts, updated atomically).
     """
 
-    def __init__(self, listeners: list[tuple[str, int, ProxyContext]]) -> None:
-        """`listeners`: (host, port, context) of each listening socket (the main and apps ones)."""
+    def __init__(self, listeners: list[tuple[str, int | None, ProxyContext]]) -> None:
+        """`listeners`: (host, port, context) of each listening socket (the main and apps ones);
+        port None: host is a unix socket's path."""
         self._listeners = listeners
         self._loop = _new_loop()
         self._thread = threading.Thread(target=self._run, name="spacehub-proxy", daemon=True)
@@ -95,6 +108,11 @@ class ProxyThread:
         if self._error is not None:
             self._thread.join()
             raise self._error
+
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        """Run `callback` on the proxy's thread: the one writer of the route table's activity."""
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(callback)
 
     def stop_accepting(self) -> None:
         """Close the listening socket; open connections go on until `stop`."""

@@ -1,0 +1,232 @@
+"""The nginx front (`serve --proxy nginx`): reloads that keep streams, TLS with a wildcard
+certificate, what falls through to spacehub's proxy, and nginx's traffic seen as activity.
+
+The conformance suite itself (tests/test_proxy.py) runs against the front as well."""
+
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from websockets.sync.client import connect as ws_connect
+
+from spacehub.platform.front import Tls
+from spacehub.platform.proxy import ProxyLimits
+from spacehub.platform.route_table import Route, Sleeping, Upstream
+from tests.proxy_upstreams import GOOD_TOKEN, ProxyHarness, wait_for
+
+LIMITS = ProxyLimits(header_timeout=2.0, idle_timeout=5.0)
+APP_HOST = "alice-echo.localhost"
+
+
+def start_harness(
+    tmp: Path, tls: Tls | None = None, apps_domain: str = "localhost"
+) -> ProxyHarness:
+    harness = ProxyHarness(tmp, LIMITS, front="nginx", tls=tls, apps_domain=apps_domain)
+    harness.start()
+    app = Upstream(port=harness.app_port)
+    harness.routes.set(Route("alice", "echo", "alice-echo", upstream=app))
+    harness.routes.set(Route("alice", "secret", "alice-secret", upstream=app, private=True))
+    harness.sync()
+    return harness
+
+
+@pytest.fixture
+def front(tmp_path: Path) -> Iterator[ProxyHarness]:
+    harness = start_harness(tmp_path)
+    yield harness
+    harness.stop()
+
+
+def served_by_nginx(harness: ProxyHarness) -> set[str]:
+    """The spaces nginx answers itself: those it has an include for."""
+    assert harness.front is not None
+    hosts = harness.front.config.prefix / "hosts"
+    return {path.stem for path in hosts.glob("*.conf")}
+
+
+def test_reloads_keep_open_websockets_and_event_streams(front, app_hosts_resolve):
+    assert served_by_nginx(front) == {"alice-echo"}
+    url = f"http://{APP_HOST}:{front.proxy_port}"
+    with (
+        ws_connect(f"ws://{APP_HOST}:{front.proxy_port}/ws", subprotocols=["chat"]) as ws,
+        httpx.Client(timeout=10) as client,
+        client.stream("GET", f"{url}/sse/reload") as stream,
+    ):
+        events = stream.iter_lines()
+        assert next(events) == "data: one"
+        ws.send("before")
+        assert ws.recv(timeout=5) == "echo:before"
+        assert front.front is not None
+        reloads = front.front.reloads
+        for index in range(5):  # each route change is a reload of nginx
+            other = Route("bob", f"app{index}", f"bob-app{index}", upstream=Upstream(port=1))
+            front.routes.set(other)
+            front.sync()
+        assert front.front.reloads >= reloads + 5
+        ws.send("after")
+        assert ws.recv(timeout=5) == "echo:after"
+        httpx.get(f"http://127.0.0.1:{front.app_port}/release/reload").raise_for_status()
+        assert [line for line in events if line] == ["data: two"]
+        # New requests meanwhile are answered by the new workers.
+        assert client.get(f"{url}/echo/x").json()["who"] == "app"
+
+
+def test_private_sleeping_frozen_and_unknown_spaces_fall_through_to_the_proxy(front):
+    assert "alice-secret" not in served_by_nginx(front)
+    with httpx.Client(base_url=front.url, timeout=10) as client:
+        refused = client.get("/apps/alice/secret/echo").json()
+        assert (refused["who"], refused["target"]) == ("control-plane", "/apps/alice/secret/echo")
+        allowed = client.get(
+            "/apps/alice/secret/echo", headers={"Authorization": f"Bearer {GOOD_TOKEN}"}
+        ).json()
+        assert allowed["who"] == "app"
+        assert "authorization" not in allowed["headers"]
+        assert front.tokens_seen[-2:] == [None, GOOD_TOKEN]
+
+        unknown = client.get("/x", headers={"Host": f"nobody-here.localhost:{front.proxy_port}"})
+        assert unknown.json()["target"] == "/apps/-/nobody-here/x"
+
+        # Sleeping: nginx stops answering for it; the proxy asks for a wake and shows the
+        # waking page to a browser.
+        wakes: list[float] = []
+        front.routes.sleeping["alice/echo"] = Sleeping(
+            lambda: wakes.append(time.monotonic()), wake_timeout=5
+        )
+        front.sync()
+        assert "alice-echo" not in served_by_nginx(front)
+        page = client.get("/apps/alice/echo/", headers={"Accept": "text/html"})
+        assert page.status_code == 503
+        assert wakes
+        del front.routes.sleeping["alice/echo"]
+        front.sync()
+        assert "alice-echo" in served_by_nginx(front)
+        assert client.get("/apps/alice/echo/echo").json()["who"] == "app"
+
+
+def test_requests_nginx_answers_count_as_activity(front):
+    with httpx.Client(base_url=front.url, timeout=10) as client:
+        for _ in range(3):
+            assert client.get("/apps/alice/echo/echo").status_code == 200
+        assert client.get("/apps/alice/echo/no-such-path").status_code == 404
+    # The proxy behind nginx saw none of them: the counts come from nginx's log.
+    wait_for(
+        lambda: (
+            "alice/echo" in front.routes.activity
+            and front.routes.activity["alice/echo"].responses[2] >= 3
+        ),
+        "nginx's log to be read",
+    )
+    activity = front.routes.activity["alice/echo"]
+    assert activity.responses[4] == 1
+    assert sum(activity.latency_counts) == 4
+    assert time.monotonic() - activity.last_request < 5
+
+
+def test_an_open_websocket_holds_the_space_and_release_waits_for_its_end(front):
+    assert front.front is not None
+    with ws_connect(f"ws://127.0.0.1:{front.proxy_port}/apps/alice/echo/ws") as ws:
+        ws.send("x")
+        assert ws.recv(timeout=5) == "echo:x"
+        assert front.front.open_connections("alice/echo") >= 1
+        # What the supervisor does before freezing: mark, then ask nginx to let go.
+        front.routes.frozen["alice/echo"] = object()  # type: ignore[assignment]
+        assert front.front.release("alice/echo") is False  # the WebSocket is still open
+        assert "alice-echo" not in served_by_nginx(front)
+    # Closed, and nginx's idle upstream connections end after the upstream idle timeout.
+    wait_for(
+        lambda: front.front is not None and front.front.open_connections("alice/echo") == 0,
+        "nginx to close its connections to the app",
+        timeout=LIMITS.upstream_idle_timeout + 5,
+    )
+    assert front.front.release("alice/echo") is True
+    del front.routes.frozen["alice/echo"]
+
+
+# TLS with a wildcard certificate
+
+
+def make_wildcard_certificate(folder: Path) -> tuple[Path, Tls]:
+    """A CA, and a certificate it signs for localhost and *.spaces.localhost (openssl: a
+    wildcard needs two labels after it)."""
+    ca_key, ca_cert = folder / "ca.key", folder / "ca.pem"
+    key, request, cert = folder / "site.key", folder / "site.csr", folder / "site.pem"
+    extensions = folder / "ext.cnf"
+    extensions.write_text("subjectAltName=DNS:localhost,DNS:*.spaces.localhost,IP:127.0.0.1\n")
+
+    def openssl(*arguments: str) -> None:
+        subprocess.run(["openssl", *arguments], check=True, capture_output=True, timeout=60)
+
+    openssl(
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        "-subj", "/CN=spacehub test CA", "-keyout", str(ca_key), "-out", str(ca_cert),
+    )  # fmt: skip
+    openssl(
+        "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+        "-keyout", str(key), "-out", str(request),
+    )  # fmt: skip
+    openssl(
+        "x509", "-req", "-in", str(request), "-CA", str(ca_cert), "-CAkey", str(ca_key),
+        "-CAcreateserial", "-days", "2", "-extfile", str(extensions), "-out", str(cert),
+    )  # fmt: skip
+    return ca_cert, Tls(cert=cert, key=key)
+
+
+def test_tls_with_a_wildcard_certificate_serves_both_forms_and_says_https(
+    tmp_path, app_hosts_resolve
+):
+    ca, tls = make_wildcard_certificate(tmp_path)
+    (tmp_path / "front").mkdir()
+    harness = start_harness(tmp_path / "front", tls=tls, apps_domain="spaces.localhost")
+    try:
+        with httpx.Client(verify=_context(ca), timeout=10) as client:
+            app_host = f"alice-echo.spaces.localhost:{harness.proxy_port}"
+            by_host = client.get(f"https://{app_host}/echo/a").json()
+            assert by_host["who"] == "app"
+            assert by_host["headers"]["x-forwarded-proto"] == "https"
+            assert by_host["headers"]["x-forwarded-host"] == app_host
+            by_path = client.get(f"{harness.url}/apps/alice/echo/echo/b").json()
+            assert (by_path["who"], by_path["target"]) == ("app", "/echo/b")
+            # Through nginx to spacehub's proxy: it keeps the scheme nginx saw.
+            control = client.get(f"{harness.url}/api/whoami").json()
+            assert control["who"] == "control-plane"
+            assert control["headers"]["x-forwarded-proto"] == "https"
+            private = client.get(
+                f"https://alice-secret.spaces.localhost:{harness.proxy_port}/echo",
+                headers={"Authorization": f"Bearer {GOOD_TOKEN}"},
+            ).json()
+            assert private["headers"]["x-forwarded-proto"] == "https"
+            with ws_connect(f"wss://{app_host}/ws", ssl=_context(ca)) as ws:
+                ws.send("tls")
+                assert ws.recv(timeout=5) == "echo:tls"
+        with pytest.raises(httpx.ConnectError):  # no CA given: the certificate is not trusted
+            httpx.get(f"{harness.url}/apps/alice/echo/echo", timeout=5)
+    finally:
+        harness.stop()
+
+
+def _context(ca: Path) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(ca))
+
+
+def test_forwarded_headers_from_clients_are_replaced_on_both_paths(front):
+    spoofed = {"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "https", "Forwarded": "for=x"}
+    with httpx.Client(base_url=front.url, timeout=10) as client:
+        for target in ("/apps/alice/echo/echo", "/api/spaces"):  # nginx's, the proxy's
+            headers = client.get(target, headers=spoofed).json()["headers"]
+            assert headers["x-forwarded-for"] == "127.0.0.1"
+            assert headers["x-forwarded-proto"] == "http"
+            assert "forwarded" not in headers
+
+
+def test_stop_ends_nginx_and_frees_the_port(tmp_path):
+    harness = start_harness(tmp_path)
+    assert harness.front is not None
+    pid = int(harness.front.config.pid_path.read_text())
+    harness.stop()
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), "nginx's master to exit")
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(harness.url, timeout=2)
