@@ -182,8 +182,10 @@ def clean_up(runtime: str, platform: Platform, space_ids: list[str]) -> None:
     if runtime in ("docker", "swarm"):
         client = docker_client()
         for space_id in space_ids:
-            for service in client.api.services(filters={"label": f"{DOCKER_LABEL}={space_id}"}):
-                client.api.remove_service(service["ID"])
+            if runtime == "swarm":  # only a swarm manager lists services
+                label = {"label": f"{DOCKER_LABEL}={space_id}"}
+                for service in client.api.services(filters=label):
+                    client.api.remove_service(service["ID"])
             remove_labelled_docker_objects(client, f"{DOCKER_LABEL}={space_id}")
     else:
         kill_leftover_apps(platform.data_dir)
