@@ -86,6 +86,21 @@ def swarm_services(platform: Platform, space_id: str) -> list[dict]:
         client.close()
 
 
+def published_addresses(service_id: str) -> set[str]:
+    """The host addresses the service's running container publishes its ports on."""
+    import docker
+
+    client = docker.from_env(timeout=60)
+    try:
+        (container,) = client.containers.list(
+            filters={"label": f"com.docker.swarm.service.id={service_id}"}
+        )
+        ports = container.attrs["NetworkSettings"]["Ports"]
+    finally:
+        client.close()
+    return {binding["HostIp"] for bindings in ports.values() for binding in bindings or []}
+
+
 @pytest.fixture
 def swarm_platform(swarm: Swarm, tmp_path: Path) -> Iterator[Platform]:
     """`serve` on the swarm runtime, building nothing itself; its spaces removed at the end."""
@@ -139,6 +154,8 @@ def test_image_built_by_a_worker_is_pushed_and_the_swarm_service_runs_it_from_th
     assert image.startswith(f"{swarm.registry}/{repository}:"), image
     assert "@sha256:" in image, "the release is pinned to the pushed digest"
     assert repository in swarm.catalog()
+    assert published_addresses(service["ID"]) == {"127.0.0.1"}, "reachable beyond loopback"
+    assert "beyond loopback" not in platform.log()
     with platform.api() as client:
         build_log = client.get(f"/api/spaces/{space_id}/logs/build", timeout=60).text
     assert f"to the registry {swarm.registry}" in build_log, build_log[-3000:]

@@ -16,7 +16,12 @@ overlay network the platform joins: `serve` runs on the host, and only a contain
 overlay network. A host-mode port binds to the daemon's default address (dockerd `--ip`,
 `"ip"` in daemon.json): 0.0.0.0 unless set, so set it to 127.0.0.1 on a one-node swarm; on
 several nodes the nodes' published port range (32768-60999 by default) must be firewalled to
-all but the platform's host, since Swarm cannot bind a published port to one address.
+all but the platform's host, since Swarm cannot bind a published port to one address. The tasks
+join the node's default bridge (no network is given): a swarm-scoped bridge network ignores its
+`host_binding_ipv4` option (measured on Docker 26: its ports bound 0.0.0.0 and ::), while the
+default bridge's binding follows `--ip`. Spaces on it can reach each other unless dockerd runs
+with `--icc=false`. A deploy on this platform's own node logs a warning when the port is
+published beyond loopback.
 
 Crash restart: the task's restart condition is `none` and the supervisor restarts a crashed
 instance with its backoff (a forced update, which starts a new task); Swarm restarting it too
@@ -178,6 +183,7 @@ class SwarmRuntime(Runtime):
         # The manager is this host when its engine is on a unix socket: its tasks on loopback.
         self._local_manager = engine_socket() is not None
         self._node_addresses: dict[str, str] = {}
+        self._warned_public = False
 
     async def deploy(self, spec: AppSpec) -> Instance:
         return await anyio.to_thread.run_sync(self._deploy, spec)
@@ -265,10 +271,30 @@ class SwarmRuntime(Runtime):
                 if state == "rejected":
                     break
                 if state not in _BEFORE_RUNNING:
+                    self._check_loopback(task)
                     return self._instance(self.client.api.inspect_service(service_id), task)
             time.sleep(_POLL_SECONDS)
         self._stop(service_id)
         raise SpacehubError(f"Swarm did not start the app's task ({state}): {message}".rstrip())
+
+    def _check_loopback(self, task: dict[str, Any]) -> None:
+        """Warn (once) when this node publishes a task's port beyond loopback."""
+        if self._warned_public or not self._local_manager or task["NodeID"] != self.node_id:
+            return
+        container_id = (task["Status"].get("ContainerStatus") or {}).get("ContainerID")
+        try:
+            ports = self.client.api.inspect_container(container_id)["NetworkSettings"]["Ports"]
+        except (docker.errors.NotFound, docker.errors.NullResource):
+            return
+        addresses = {b["HostIp"] for bindings in (ports or {}).values() for b in bindings or []}
+        if addresses - {LOOPBACK, "::1"}:
+            self._warned_public = True
+            log.warning(
+                "Swarm publishes apps' ports on %s, beyond loopback: start dockerd with "
+                '--ip 127.0.0.1 ("ip" in daemon.json) on a one-node swarm, or firewall the '
+                "published ports to the platform's host",
+                ", ".join(sorted(addresses)),
+            )
 
     def _tasks(self, service_id: str) -> list[dict[str, Any]]:
         return self.client.api.tasks(filters={"service": service_id})
