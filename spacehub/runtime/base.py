@@ -43,7 +43,8 @@ class InstanceUsage:
 
 
 class Runtime(ABC):
-    """Starts, watches and stops instances of releases. All addresses are loopback ones.
+    """Starts, watches and stops instances of releases. Addresses are loopback ones, except
+    those of instances on a swarm's other nodes (the node's address, see runtime/swarm.py).
 
     `platform_id` names the platform the runtime serves: a runtime lists, adopts and removes
     only what carries it, so that platforms sharing an engine never touch each other's.
