@@ -117,6 +117,18 @@ def get(url: str) -> tuple[int, str, float]:
     return answer.status_code, answer.text, time.monotonic() - started
 
 
+def listen_to_events(url: str, seconds: float) -> int:
+    """Read the fake app's endless event stream for `seconds`; the number of events."""
+    events = 0
+    with httpx.stream("GET", url + "events", timeout=10) as stream:
+        deadline = time.monotonic() + seconds
+        for line in stream.iter_lines():
+            events += line == "data: tick"
+            if time.monotonic() > deadline:
+                break
+    return events
+
+
 async def frozen(pid: int, within: float = FREEZE_AFTER + 5) -> None:
     await until(lambda: process_state(pid) == "T", within, "the instance to be frozen")
 
@@ -154,21 +166,11 @@ def test_an_open_event_stream_keeps_the_instance_awake(platform, engine):
     """An open stream (SSE here; a WebSocket alike) is activity however long it lasts."""
     runtime = FreezingRuntime(engine)
 
-    def listen(url: str, seconds: float) -> int:
-        events = 0
-        with httpx.stream("GET", url + "events", timeout=10) as stream:
-            deadline = time.monotonic() + seconds
-            for line in stream.iter_lines():
-                events += line == "data: tick"
-                if time.monotonic() > deadline:
-                    break
-        return events
-
     async def scenario(supervisor: Supervisor) -> None:
         url = await proxy(platform)
         await go_live(platform, supervisor, "b" * 40)
         (pid,) = live_pids(engine)
-        events = await to_thread.run_sync(listen, url, FREEZE_AFTER * 4)
+        events = await to_thread.run_sync(listen_to_events, url, FREEZE_AFTER * 4)
         assert events >= 10
         assert runtime.freezes == 0
         await frozen(pid)

@@ -3,6 +3,7 @@ certificate, what falls through to spacehub's proxy, and nginx's traffic seen as
 
 The conformance suite itself (tests/test_proxy.py) runs against the front as well."""
 
+import asyncio
 import ssl
 import subprocess
 import time
@@ -11,12 +12,25 @@ from pathlib import Path
 
 import httpx
 import pytest
+from anyio import to_thread
 from websockets.sync.client import connect as ws_connect
 
-from spacehub.platform.front import Tls
-from spacehub.platform.proxy import ProxyLimits
+from spacehub.platform.context import Platform
+from spacehub.platform.front import FrontConfig, NginxFront, Tls, address
+from spacehub.platform.proxy import ProxyLimits, proxy_context
+from spacehub.platform.proxy.server import listen
 from spacehub.platform.route_table import Route, Sleeping, Upstream
-from tests.proxy_upstreams import GOOD_TOKEN, ProxyHarness, wait_for
+from spacehub.platform.supervisor import Supervisor
+from tests.conftest import (
+    EXAMPLES,
+    assert_streamlit_session_renders,
+    explain_failure,
+    start_platform,
+)
+from tests.proxy_upstreams import GOOD_TOKEN, ProxyHarness, free_port, wait_for
+from tests.test_freeze import FreezingRuntime, engine, listen_to_events, process_state  # noqa: F401 (a fixture)
+from tests.test_runtime_conformance import RuntimeHub, clean_up
+from tests.test_supervisor import go_live, live_pids, make_platform, supervise, until
 
 LIMITS = ProxyLimits(header_timeout=2.0, idle_timeout=5.0)
 APP_HOST = "alice-echo.localhost"
@@ -230,3 +244,140 @@ def test_stop_ends_nginx_and_frees_the_port(tmp_path):
     wait_for(lambda: not Path(f"/proc/{pid}").exists(), "nginx's master to exit")
     with pytest.raises(httpx.ConnectError):
         httpx.get(harness.url, timeout=2)
+
+
+# The supervisor with nginx in front: what nginx serves keeps a space awake; a frozen space's
+# requests go to spacehub's proxy, which thaws it.
+
+FRONT_FREEZE_AFTER = 2.0
+
+
+async def front_for(platform: Platform, folder: Path) -> NginxFront:
+    """spacehub's proxy on this loop behind an nginx front, both reading the platform's routes,
+    as `serve --proxy nginx` runs them; returns the front (listening on `listen_apps`)."""
+
+    async def refuse(route: Route, token: str | None) -> bool:
+        return False
+
+    socket_path = folder / "proxy.sock"
+    control = Upstream(port=free_port())  # nothing there: never asked here
+    context = proxy_context(platform.routes, control, "localhost", refuse, behind_front=True)
+    await listen(context, str(socket_path), None)
+    loop = asyncio.get_running_loop()
+    config = FrontConfig(
+        prefix=folder / "nginx",
+        listen_main=address("127.0.0.1", free_port()),
+        listen_apps=address("127.0.0.1", free_port()),
+        main_socket=socket_path,
+        apps_socket=socket_path,
+        apps_domain="localhost",
+        limits=ProxyLimits(),
+        workers="1",
+    )
+    front = NginxFront(config, platform.routes, loop.call_soon_threadsafe)
+    await to_thread.run_sync(front.start)
+    platform.routes.front = front
+    return front
+
+
+@pytest.fixture
+def supervised(tmp_path: Path) -> Platform:
+    return make_platform(tmp_path, freeze_after=FRONT_FREEZE_AFTER)
+
+
+def test_streams_and_requests_nginx_serves_keep_a_space_awake_and_a_frozen_one_thaws(
+    supervised,
+    engine,  # noqa: F811 (test_freeze's fixture)
+    tmp_path,
+):
+    platform = supervised
+    runtime = FreezingRuntime(engine)
+
+    def get_every(url: str, interval: float, seconds: float) -> list[int]:
+        statuses = []
+        deadline = time.monotonic() + seconds
+        with httpx.Client(timeout=10) as client:
+            while time.monotonic() < deadline:
+                statuses.append(client.get(url).status_code)
+                time.sleep(interval)
+        return statuses
+
+    async def scenario(supervisor: Supervisor) -> None:
+        front = await front_for(platform, tmp_path)
+        try:
+            url = f"http://{front.config.listen_apps}/apps/ada/demo/"
+            await go_live(platform, supervisor, "c" * 40)
+            await to_thread.run_sync(front.wait_synced)
+            (pid,) = live_pids(engine)
+            # An event stream through nginx, longer than the freeze time: nginx logs it only
+            # at its end, its open connection to the app keeps the space awake.
+            events = await to_thread.run_sync(listen_to_events, url, FRONT_FREEZE_AFTER * 3)
+            assert events >= 10
+            # Requests nginx answers, in its log only: they keep it awake as well.
+            statuses = await to_thread.run_sync(get_every, url, 0.5, FRONT_FREEZE_AFTER * 3)
+            assert set(statuses) == {200}
+            assert runtime.freezes == 0
+            activity = platform.routes.activity["ada/demo"]
+            # Counted from nginx's log, which is written at most a second late.
+            await until(lambda: activity.responses[2] >= len(statuses), 5, "nginx's log")
+            # Idle: frozen once nginx's idle connections to the app closed; nginx no longer
+            # answers for it, and the proxy behind it thaws it for the next request.
+            await until(lambda: process_state(pid) == "T", 20, "the instance to be frozen")
+            assert "ada/demo" not in {
+                route.space_id for route in platform.routes.all() if front_serves(front, route)
+            }
+            answer = await to_thread.run_sync(lambda: httpx.get(url, timeout=30))
+            assert (answer.status_code, answer.text) == (200, f"release {'c' * 40}")
+            assert (runtime.freezes, runtime.thaws) == (1, 1)
+        finally:
+            platform.routes.front = None
+            await to_thread.run_sync(front.stop)
+
+    supervise(platform, runtime, scenario)
+
+
+def front_serves(front: NginxFront, route: Route) -> bool:
+    return (front.config.prefix / "hosts" / f"{route.label}.conf").exists()
+
+
+# A real `spacehub serve --proxy nginx`
+
+
+def test_serve_with_the_nginx_front_serves_a_static_and_a_streamlit_space(tmp_path, request):
+    """The platform behind nginx: the API, a static space (the proxy's files, through nginx)
+    and a local Streamlit space nginx answers itself, its WebSocket session included; at the
+    end nginx stops with the platform."""
+    platform = start_platform(tmp_path / "data", runtime="local", proxy="nginx")
+    hub = RuntimeHub("local", platform, tmp_path / "checkouts")
+    explain_failure(request.node, "platform log (tail)", lambda: platform.log()[-6000:])
+    nginx_dir = tmp_path / "data" / "nginx"
+    master = int((nginx_dir / "nginx.pid").read_text())
+    try:
+        with platform.api() as client:
+            assert client.get("/api/whoami-v2").json()["name"] == "admin"
+        site = hub.create("site", "static")
+        hub.push(site, EXAMPLES / "static-site")
+        hub.running(site)
+        page = httpx.get(hub.path_url(site), timeout=10)
+        assert (page.status_code, page.headers["server"]) == (200, "nginx")
+        assert "etag" in page.headers  # the proxy's file headers: static spaces stay with it
+        assert not (nginx_dir / "hosts" / "admin-site.conf").exists()
+
+        square = hub.create("square", "streamlit")
+        hub.push(square, EXAMPLES / "streamlit-square")
+        hub.running(square)
+        wait_for(
+            lambda: (nginx_dir / "hosts" / "admin-square.conf").exists(),
+            "nginx to answer for the running space",
+        )
+        url = hub.path_url(square)
+        with httpx.Client(timeout=10) as client:
+            assert client.get(url + "_stcore/health").text == "ok"
+        assert hub.get(square, "subdomain", "_stcore/health").text == "ok"
+        assert_streamlit_session_renders(url, "squared is 49")
+        # nginx answered those itself: they are in its log, and so in the space's activity.
+        log = nginx_dir / "activity.log"
+        wait_for(lambda: "admin/square" in log.read_text(), "nginx's activity log")
+    finally:
+        clean_up("local", platform, hub.created)
+    wait_for(lambda: not Path(f"/proc/{master}").exists(), "nginx to stop with the platform")
