@@ -390,16 +390,25 @@ def test_a_sleeping_local_gradio_space_through_restart_crowd_client_browser_and_
         clean_up("local", hub.platform, hub.created)
 
 
-@pytest.fixture(scope="module", params=[pytest.param("docker", marks=pytest.mark.docker), "local"])
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param("docker", marks=pytest.mark.docker),
+        "local",
+        # Swarm cannot freeze: an idle space goes straight to sleep, a service stopped.
+        pytest.param("swarm", marks=[pytest.mark.docker, pytest.mark.swarm]),
+    ],
+)
 def streamlit_platform(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[RuntimeHub, str]]:
     """One Streamlit space (examples/streamlit-square) per runtime, built once for its tests,
     with the short sleep time."""
     runtime: str = request.param
+    registry = request.getfixturevalue("swarm").registry if runtime == "swarm" else None
     root = tmp_path_factory.mktemp(f"sleepy-streamlit-{runtime}")
-    platform = start_platform(root / "data", **runtime_settings(runtime))
-    hub = RuntimeHub(runtime, platform, root / "checkouts")
+    platform = start_platform(root / "data", **runtime_settings(runtime, registry))
+    hub = RuntimeHub(runtime, platform, root / "checkouts", registry)
     try:
         space_id = hub.create("sleepy-square", "streamlit")
         hub.push(space_id, EXAMPLES / "streamlit-square")
