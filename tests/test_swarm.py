@@ -5,6 +5,7 @@ a build error naming it; what the runtime needs missing stops `serve` at start, 
 The scenarios every runtime shares are in test_runtime_conformance.py (its `swarm` runs).
 """
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from tests.conftest import (
     commit_all,
     delete_space,
     free_port,
+    git,
     make_checkout,
     push,
     readme,
@@ -101,31 +103,40 @@ def published_addresses(service_id: str) -> set[str]:
     return {binding["HostIp"] for bindings in ports.values() for binding in bindings or []}
 
 
-@pytest.fixture
-def swarm_platform(swarm: Swarm, tmp_path: Path) -> Iterator[Platform]:
-    """`serve` on the swarm runtime, building nothing itself; its spaces removed at the end."""
-    platform = start_platform(
-        tmp_path / "data",
-        runtime="swarm",
-        registry=swarm.registry,
-        build_workers="0",
-        build_ca_bundle="/etc/ssl/certs/ca-certificates.crt",
-    )
-    yield platform
+@contextlib.contextmanager
+def swarm_serve(swarm: Swarm, data: Path, **settings: str) -> Iterator[Platform]:
+    """`serve` on the swarm runtime; its spaces, services, images and volumes removed after."""
     import docker
 
-    with platform.api() as client:
-        spaces = [space["id"] for space in client.get("/api/spaces").json()]
-    for space_id in spaces:
-        delete_space(platform, space_id)
-    code = platform.stop()
-    client = docker.from_env(timeout=60)
-    for space_id in spaces:
-        for service in client.api.services(filters={"label": f"spacehub.space={space_id}"}):
-            client.api.remove_service(service["ID"])
-        remove_labelled_docker_objects(client, f"spacehub.space={space_id}")
-    client.close()
+    platform = start_platform(
+        data,
+        runtime="swarm",
+        registry=swarm.registry,
+        build_ca_bundle="/etc/ssl/certs/ca-certificates.crt",
+        **settings,
+    )
+    try:
+        yield platform
+    finally:
+        with platform.api() as client:
+            spaces = [space["id"] for space in client.get("/api/spaces").json()]
+        for space_id in spaces:
+            delete_space(platform, space_id)
+        code = platform.stop()
+        client = docker.from_env(timeout=60)
+        for space_id in spaces:
+            for service in client.api.services(filters={"label": f"spacehub.space={space_id}"}):
+                client.api.remove_service(service["ID"])
+            remove_labelled_docker_objects(client, f"spacehub.space={space_id}")
+        client.close()
     assert code == 0, platform.log()[-3000:]
+
+
+@pytest.fixture
+def swarm_platform(swarm: Swarm, tmp_path: Path) -> Iterator[Platform]:
+    """`serve` on the swarm runtime, building nothing itself (workers build)."""
+    with swarm_serve(swarm, tmp_path / "data", build_workers="0") as platform:
+        yield platform
 
 
 def page(platform: Platform, space_id: str) -> str:
@@ -191,6 +202,41 @@ def test_a_registry_that_does_not_answer_is_build_error_naming_it_and_the_old_re
     assert "first release" in page(platform, space_id), "the old release is still live"
     (service,) = swarm_services(platform, space_id)
     assert service["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"].startswith(swarm.registry)
+
+
+def test_old_releases_pushed_to_the_registry_are_untagged_on_the_node_but_the_live_one_stays(
+    swarm: Swarm, tmp_path: Path
+) -> None:
+    import docker
+
+    with swarm_serve(swarm, tmp_path / "data", keep_releases="1") as platform:
+        space_id = platform.create_space("swarm-pruned", sdk="docker")
+        checkout = make_checkout(tmp_path / "site", SITE, platform.git_url(space_id))
+        commits = [git("rev-parse", "HEAD", cwd=checkout).stdout.strip()]
+        for release in ("first", "second", "third"):
+            if release != "first":
+                write_files(checkout, {"index.html": f"<p>{release} release</p>\n"})
+                commits.append(commit_all(checkout, f"The {release} release"))
+            assert push(platform, checkout, space_id).returncode == 0
+            wait_for(lambda r=release: f"{r} release" in page(platform, space_id), 120, release)
+
+        platform_id = (platform.data_dir / INSTANCE_ID_FILE).read_text().strip()
+        pushed = f"{swarm.registry}/spacehub/{platform_id}/admin-swarm-pruned:"
+        client = docker.from_env(timeout=60)
+
+        def pushed_tags() -> set[str]:
+            labels = [f"spacehub.space={space_id}", f"spacehub.platform={platform_id}"]
+            found = client.images.list(filters={"label": labels})
+            return {tag for image in found for tag in image.tags if tag.startswith(pushed)}
+
+        try:
+            expected = {pushed + commit[:12] for commit in commits[-2:]}
+            wait_for(lambda: pushed_tags() == expected, 30, f"only {expected}")
+        finally:
+            client.close()
+        (service,) = swarm_services(platform, space_id)
+        image = service["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+        assert image.startswith(pushed + commits[-1][:12] + "@sha256:"), image
 
 
 def serve_fails(tmp_path: Path, **env: str) -> str:
