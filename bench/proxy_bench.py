@@ -1,6 +1,8 @@
 """Our proxy against nginx as a reverse proxy: wrk req/s, p99, and the ratios to nginx.
 
-Two upstreams, each measured directly, through nginx and through our proxy in the same run:
+Two upstreams, each measured directly, through nginx, through our proxy, and through the
+platform's nginx front (`serve --proxy nginx`: its rendered configuration, activity log and
+watcher, spacehub's proxy behind it) in the same run:
 nginx serving a tiny static file (the proxy's own cost dominates) and a real Gradio app's page
 (`examples/gradio-greet`, the app's cost dominates). Throughput is measured with 50
 connections; "p99 added" is a proxy's p99 minus the direct p99 of the same round, measured with
@@ -75,12 +77,11 @@ class Result:
 
 @dataclass
 class Case:
-    """One upstream and its three paths: direct, through nginx, through our proxy."""
+    """One upstream and its paths: direct, through nginx, then those compared with nginx
+    (our proxy, the platform's nginx front); each path is (name, `port/path`)."""
 
     title: str
-    direct: tuple[str, str]
-    nginx: tuple[str, str]
-    ours: tuple[str, str]
+    paths: list[tuple[str, str]]
 
 
 def free_port() -> int:
@@ -143,6 +144,48 @@ async def serve_proxy(port: int, file_port: int, gradio_port: int) -> None:
         await server.serve_forever()
 
 
+def serve_front(port: int, file_port: int, gradio_port: int, prefix: Path) -> None:
+    """The nginx front as `serve --proxy nginx` runs it, with the same two spaces; nginx runs
+    one worker (as the plain nginx does) and inherits this process's CPU."""
+    import signal
+    import threading
+
+    from spacehub.platform.front import FrontConfig, NginxFront, address
+    from spacehub.platform.proxy import ProxyLimits, ProxyThread, proxy_context
+    from spacehub.platform.route_table import Route, RouteTable, Upstream
+
+    async def refuse(route: Route, token: str | None) -> bool:
+        return False
+
+    routes = RouteTable()
+    routes.set(Route("bench", "file", "bench-file", upstream=Upstream(port=file_port)))
+    routes.set(Route("bench", "gradio", "bench-gradio", upstream=Upstream(port=gradio_port)))
+    socket_path = prefix / "proxy.sock"
+    control = Upstream(port=free_port())
+    context = proxy_context(routes, control, "localhost", refuse, behind_front=True)
+    proxy = ProxyThread([(str(socket_path), None, context)])
+    proxy.start()
+    config = FrontConfig(
+        prefix=prefix / "front",
+        listen_main=address("127.0.0.1", free_port()),
+        listen_apps=address("127.0.0.1", port),
+        main_socket=socket_path,
+        apps_socket=socket_path,
+        apps_domain="localhost",
+        limits=ProxyLimits(),
+        workers="1",
+    )
+    front = NginxFront(config, routes, proxy.call_soon)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        front.start()
+        stop.wait()
+    finally:
+        front.stop()
+        proxy.stop()
+
+
 def start_gradio(port: int, log: Path) -> subprocess.Popen:
     app = Path(__file__).resolve().parent.parent / "examples" / "gradio-greet" / "app.py"
     env = {
@@ -158,19 +201,19 @@ def start_gradio(port: int, log: Path) -> subprocess.Popen:
         )
 
 
-def measure(case: Case, rounds: int, seconds: int) -> list[tuple[Result, Result, Result]]:
-    """Each round runs the three paths, starting with a different one each time."""
-    paths = [case.direct, case.nginx, case.ours]
+def measure(case: Case, rounds: int, seconds: int) -> list[list[Result]]:
+    """Each round runs every path, starting with a different one each time."""
+    paths = case.paths
     measured = []
     for index in range(rounds):
-        order = [(index + offset) % 3 for offset in range(3)]
+        order = [(index + offset) % len(paths) for offset in range(len(paths))]
         results: dict[int, Result] = {}
         for which in order:
             results[which] = run_wrk(*paths[which], seconds)
             time.sleep(1)  # let the upstream finish what the closed connections had asked
             light = run_wrk(*paths[which], max(2, seconds // 2), connections=1)
             results[which].light_p99_ms = light.p99_ms
-        measured.append((results[0], results[1], results[2]))
+        measured.append([results[which] for which in range(len(paths))])
     return measured
 
 
@@ -183,20 +226,23 @@ def median_of(results: list[Result]) -> Result:
     )
 
 
-def report(case: Case, measured: list[tuple[Result, Result, Result]]) -> None:
+def report(case: Case, measured: list[list[Result]]) -> None:
     print(f"\n{case.title}")
     print(f"{'':30} {'req/s':>10} {'p99 ms':>8} {'p99 ms, 1 conn.':>16}", end="")
     print(f"   (medians of {len(measured)} rounds)")
-    for column in range(3):
+    for column in range(len(case.paths)):
         result = median_of([round_[column] for round_ in measured])
         print(
             f"{result.name:30} {result.requests_per_second:10.0f} {result.p99_ms:8.2f} "
             f"{result.light_p99_ms:16.2f}"
         )
-    ratios = [ours.requests_per_second / nginx.requests_per_second for _, nginx, ours in measured]
-    print(f"ours / nginx reverse proxy: {statistics.median(ratios):.2f}x", end="")
-    print(f" (rounds: {', '.join(f'{ratio:.2f}' for ratio in ratios)})")
-    for column, name in ((1, "nginx"), (2, "ours")):
+    for column in range(2, len(case.paths)):
+        name = case.paths[column][0]
+        ratios = [r[column].requests_per_second / r[1].requests_per_second for r in measured]
+        print(f"{name} / nginx reverse proxy: {statistics.median(ratios):.2f}x", end="")
+        print(f" (rounds: {', '.join(f'{ratio:.2f}' for ratio in ratios)})")
+    for column in range(1, len(case.paths)):
+        name = case.paths[column][0]
         added = [round_[column].light_p99_ms - round_[0].light_p99_ms for round_ in measured]
         print(f"p99 added by {name}: {statistics.median(added):.2f} ms", end="")
         print(f" (rounds: {', '.join(f'{ms:.2f}' for ms in added)})")
@@ -208,27 +254,38 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", choices=["tiny", "gradio"])
     parser.add_argument("--serve-proxy", nargs=3, type=int, metavar=("PORT", "FILE", "GRADIO"))
+    parser.add_argument("--serve-front", nargs=4, metavar=("PORT", "FILE", "GRADIO", "DIR"))
     args = parser.parse_args()
     if args.serve_proxy:
         import uvloop
 
         uvloop.run(serve_proxy(*args.serve_proxy))
         return
+    if args.serve_front:
+        port, file, gradio_app, folder = args.serve_front
+        serve_front(int(port), int(file), int(gradio_app), Path(folder))
+        return
 
-    file_port, nginx_port, gradio_port, nginx_gradio_port, our_port = (
-        free_port() for _ in range(5)
+    file_port, nginx_port, gradio_port, nginx_gradio_port, our_port, front_port = (
+        free_port() for _ in range(6)
     )
     tiny = Case(
         "tiny static file (nginx serving 211 bytes)",
-        ("direct: nginx serving the file", f"{file_port}/file.txt"),
-        ("nginx as reverse proxy", f"{nginx_port}/file.txt"),
-        ("spacehub proxy (path form)", f"{our_port}/apps/bench/file/file.txt"),
+        [
+            ("direct: nginx serving the file", f"{file_port}/file.txt"),
+            ("nginx as reverse proxy", f"{nginx_port}/file.txt"),
+            ("spacehub proxy (path form)", f"{our_port}/apps/bench/file/file.txt"),
+            ("spacehub+nginx (path form)", f"{front_port}/apps/bench/file/file.txt"),
+        ],
     )
     gradio = Case(
         "a real Gradio page (examples/gradio-greet, GET /)",
-        ("direct: the Gradio app", f"{gradio_port}/"),
-        ("nginx as reverse proxy", f"{nginx_gradio_port}/"),
-        ("spacehub proxy (path form)", f"{our_port}/apps/bench/gradio/"),
+        [
+            ("direct: the Gradio app", f"{gradio_port}/"),
+            ("nginx as reverse proxy", f"{nginx_gradio_port}/"),
+            ("spacehub proxy (path form)", f"{our_port}/apps/bench/gradio/"),
+            ("spacehub+nginx (path form)", f"{front_port}/apps/bench/gradio/"),
+        ],
     )
     cases = {"tiny": [tiny], "gradio": [gradio]}.get(args.only, [tiny, gradio])
     with tempfile.TemporaryDirectory(prefix="proxy-bench-") as tmp:
@@ -248,14 +305,17 @@ def main() -> None:
         )
         ports = [str(port) for port in (our_port, file_port, gradio_port)]
         ours = [sys.executable, "-m", "bench.proxy_bench", "--serve-proxy", *ports]
+        front = [sys.executable, "-m", "bench.proxy_bench", "--serve-front", str(front_port)]
+        front += [*ports[1:], str(prefix)]
         processes = [
             subprocess.Popen(on_cpu(0, ["nginx", "-c", str(conf), "-p", str(prefix)])),
             subprocess.Popen(on_cpu(0, ours)),
+            subprocess.Popen(on_cpu(0, front)),
         ]
         if gradio in cases:
             processes.append(start_gradio(gradio_port, prefix / "gradio.log"))
         try:
-            for port in (file_port, nginx_port, our_port):
+            for port in (file_port, nginx_port, our_port, front_port):
                 wait_for_port(port)
             if gradio in cases:
                 wait_for_port(gradio_port, timeout=120)

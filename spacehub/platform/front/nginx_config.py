@@ -140,6 +140,9 @@ def render_space_includes(config: FrontConfig, routes: RouteTable) -> dict[str, 
             "upstream_name": f"space-{route.label}",
             "upstream": address(route.upstream.host, route.upstream.port),
             "upstream_idle_timeout": _seconds(config.limits.upstream_idle_timeout),
+            # As many idle connections as the proxy's pool keeps: with fewer than the clients
+            # at once, nginx opened a new connection for most requests (0.4x plain nginx).
+            "upstream_idle_connections": config.limits.max_idle_upstream_connections,
             "listen_main": config.listen_main,
             "listen_apps": config.listen_apps,
             "tls": config.tls,

@@ -65,6 +65,7 @@ class NginxFront:
         self._binary = binary or find_nginx()
         self._feed = ActivityFeed(config.activity_log, routes, call_soon)
         self._process: subprocess.Popen[bytes] | None = None
+        self._rendered: tuple[object, dict[str, str]] | None = None  # (routes' key, includes)
         self._applied: dict[str, str] = {}  # the includes on disk
         self._running: dict[str, str] = {}  # those nginx was last (re)started with
         self._applied_spaces: frozenset[str] = frozenset()
@@ -82,7 +83,7 @@ class NginxFront:
         for old in [*prefix.glob("hosts/*.conf"), *prefix.glob("paths/*.conf")]:
             old.unlink()  # a previous run's spaces: routes are published again from scratch
         self._write(self.config.config_path, render_main_config(self.config))
-        self._apply_includes(render_space_includes(self.config, self._routes))
+        self._apply_includes(self._wanted())
         self._test()
         with self.config.error_log.open("ab") as errors:
             self._process = subprocess.Popen(
@@ -144,7 +145,7 @@ class NginxFront:
         """Wait until the includes nginx runs with are those the route table asks for now."""
         deadline = time.monotonic() + timeout
         with self._synced:
-            while self._running != render_space_includes(self.config, self._routes):
+            while self._running != self._wanted():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError("nginx's includes did not catch up with the routes")
@@ -161,7 +162,7 @@ class NginxFront:
                 log.exception("keeping nginx's includes in step with the routes failed")
 
     def _sync(self) -> None:
-        wanted = render_space_includes(self.config, self._routes)
+        wanted = self._wanted()
         if wanted == self._applied:
             return
         self._apply_includes(wanted)
@@ -177,6 +178,15 @@ class NginxFront:
                 space_id for space_id, _ in _spaces_of(wanted, self._routes)
             )
             self._synced.notify_all()
+
+    def _wanted(self) -> dict[str, str]:
+        """The includes the route table asks for now, rendered again only when it changed."""
+        routes = self._routes
+        key = (tuple(routes.all()), frozenset(routes.frozen), frozenset(routes.sleeping))
+        rendered = self._rendered
+        if rendered is None or rendered[0] != key:
+            rendered = self._rendered = (key, render_space_includes(self.config, routes))
+        return rendered[1]
 
     def _apply_includes(self, wanted: dict[str, str]) -> None:
         prefix = self.config.prefix
