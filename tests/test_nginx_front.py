@@ -4,6 +4,8 @@ certificate, what falls through to spacehub's proxy, and nginx's traffic seen as
 The conformance suite itself (tests/test_proxy.py) runs against the front as well."""
 
 import asyncio
+import os
+import signal
 import ssl
 import subprocess
 import time
@@ -381,3 +383,18 @@ def test_serve_with_the_nginx_front_serves_a_static_and_a_streamlit_space(tmp_pa
     finally:
         clean_up("local", platform, hub.created)
     wait_for(lambda: not Path(f"/proc/{master}").exists(), "nginx to stop with the platform")
+
+
+def test_nginx_that_exits_is_started_again(front):
+    assert front.front is not None
+    old_master = int(front.front.config.pid_path.read_text())
+    os.kill(old_master, signal.SIGTERM)  # as if it had crashed: its workers go with it
+
+    def answering_again() -> bool:
+        try:
+            return httpx.get(f"{front.url}/apps/alice/echo/echo", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_for(answering_again, "nginx to answer again")
+    assert int(front.front.config.pid_path.read_text()) != old_master

@@ -85,6 +85,10 @@ class NginxFront:
         self._write(self.config.config_path, render_main_config(self.config))
         self._apply_includes(self._wanted())
         self._test()
+        self._launch()
+        self._thread.start()
+
+    def _launch(self) -> None:
         with self.config.error_log.open("ab") as errors:
             self._process = subprocess.Popen(
                 self._command("-g", "daemon off;"),
@@ -93,7 +97,9 @@ class NginxFront:
                 start_new_session=True,  # a Ctrl-C reaches the platform, which stops nginx
             )
         self._wait_for_workers(set(), START_TIMEOUT)
-        self._thread.start()
+        with self._synced:
+            self._running = self._applied
+            self._synced.notify_all()
 
     def stop(self) -> None:
         """Stop the watcher, then nginx: gracefully (SIGQUIT), and for good after a while."""
@@ -156,6 +162,12 @@ class NginxFront:
     def _watch(self) -> None:
         while not self._stopping.wait(SYNC_SECONDS):
             try:
+                process = self._process
+                if process is not None and process.poll() is not None:
+                    # The public ports are down: start it again (once a pass, so once per
+                    # SYNC_SECONDS at most while it keeps failing).
+                    log.error("nginx exited (%s); starting it again", process.returncode)
+                    self._launch()
                 self._feed.read()
                 self._sync()
             except Exception:  # one bad pass must not end the watcher: the next one tries again
@@ -198,7 +210,6 @@ class NginxFront:
                 (prefix / relative).unlink()
         self._applied = wanted
         if self._process is None:  # at start: nginx will run with these
-            self._running = wanted
             self._applied_spaces = frozenset(
                 space_id for space_id, _ in _spaces_of(wanted, self._routes)
             )
