@@ -8,6 +8,7 @@ import os
 import signal
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -398,3 +399,38 @@ def test_nginx_that_exits_is_started_again(front):
 
     wait_for(answering_again, "nginx to answer again")
     assert int(front.front.config.pid_path.read_text()) != old_master
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"SPACEHUB_TLS_CERT": "CERT"}, "TLS needs both tls_cert and tls_key"),
+        ({"SPACEHUB_TLS_CERT": "CERT", "SPACEHUB_TLS_KEY": "missing.pem"}, "is not a file"),
+        (
+            {"SPACEHUB_PROXY": "python", "SPACEHUB_TLS_CERT": "CERT", "SPACEHUB_TLS_KEY": "CERT"},
+            "serve with --proxy nginx",
+        ),
+    ],
+    ids=["key-missing", "key-not-a-file", "tls-without-nginx"],
+)
+def test_serve_refuses_tls_settings_it_cannot_use_with_one_line(tmp_path, settings, message):
+    cert = tmp_path / "cert.pem"
+    cert.write_text("not checked before the settings agree\n")
+    env = {
+        **os.environ,
+        "SPACEHUB_DATA_DIR": str(tmp_path / "data"),
+        "SPACEHUB_PROXY": "nginx",
+        **{key: str(cert) if value == "CERT" else value for key, value in settings.items()},
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "spacehub", "serve", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data" / "nginx").exists()  # nothing started
