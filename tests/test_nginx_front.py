@@ -20,6 +20,7 @@ from websockets.sync.client import connect as ws_connect
 
 from spacehub.platform.context import Platform
 from spacehub.platform.front import FrontConfig, NginxFront, Tls, address
+from spacehub.platform.front.activity_feed import parse_lines
 from spacehub.platform.proxy import ProxyLimits, proxy_context
 from spacehub.platform.proxy.server import listen
 from spacehub.platform.route_table import Route, Sleeping, Upstream
@@ -434,3 +435,20 @@ def test_serve_refuses_tls_settings_it_cannot_use_with_one_line(tmp_path, settin
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "data" / "nginx").exists()  # nothing started
+
+
+def test_activity_lines_count_by_space_status_and_latency():
+    log = (
+        b"1764477000.100 alice/echo 200 0.004\n"
+        b"1764477000.200 alice/echo 200 0.004\n"
+        b"1764477000.300 bob/chat 101 0.020\n"
+        b"1764477000.400 alice/echo 502 -\n"  # no upstream answered: no latency
+        b"1764477000.500 alice/echo 200 0.300, 0.002\n"  # two tries: the last counts
+        b"1764477000.600 alice/ec"  # being written: read next time
+    )
+    found = parse_lines(log[: log.rfind(b"\n") + 1])
+    echo, chat = found["alice/echo"], found["bob/chat"]
+    assert echo.last_request == pytest.approx(1764477000.5)
+    assert (echo.responses[2], echo.responses[5], chat.responses[1]) == (3, 1, 1)
+    assert sum(echo.latency_counts) == 3
+    assert echo.latency_sum == pytest.approx(0.010)

