@@ -312,7 +312,9 @@ class SwarmRuntime(Runtime):
         deadline = time.monotonic() + STOP_TIMEOUT_SECONDS + 10
         leftovers = {"label": [f"com.docker.swarm.service.id={service_id}"]}
         while time.monotonic() < deadline:
-            if not self.client.containers.list(all=True, filters=leftovers):
+            # The API's list, not the SDK model's: that one inspects each container it lists,
+            # and one the swarm removes in between failed the stop with NotFound.
+            if not self.client.api.containers(all=True, filters=leftovers):
                 return
             time.sleep(_POLL_SECONDS)
         log.warning("the container of removed service %s is still there", service_id[:12])
