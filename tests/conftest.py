@@ -7,6 +7,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -187,19 +188,28 @@ class Platform:
     token: str = ADMIN_TOKEN
     env: dict[str, str] = field(default_factory=dict)
     apps_port: int = 0  # 0: the default, port + 1
+    ca: Path | None = None  # the CA of the certificate a platform with TLS answers with
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.ca else "http"
 
     @property
     def apps_url(self) -> str:
         """The apps origin: the path form of apps answers there, never on `url`."""
-        return f"http://localhost:{self.apps_port or self.port + 1}"
+        return f"{self.scheme}://localhost:{self.apps_port or self.port + 1}"
 
-    def api(self, token: str | None = ADMIN_TOKEN) -> httpx.Client:
+    def api(self, token: str | None = ADMIN_TOKEN, timeout: float = 30) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+        return httpx.Client(base_url=self.url, headers=headers, timeout=timeout, verify=self.verify)
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        return ssl.create_default_context(cafile=self.ca) if self.ca else True
 
     def git_url(self, space_id: str, token: str | None = ADMIN_TOKEN) -> str:
         credentials = f"user:{token}@" if token else ""
-        return f"http://{credentials}127.0.0.1:{self.port}/spaces/{space_id}"
+        return f"{self.scheme}://{credentials}127.0.0.1:{self.port}/spaces/{space_id}"
 
     def create_space(
         self, name: str, sdk: str = "static", private: bool = False, token: str = ADMIN_TOKEN
@@ -254,8 +264,11 @@ def start_platform(
     data_dir: Path,
     port: int | None = None,
     extra_env: dict[str, str] | None = None,
+    ca: Path | None = None,
     **settings: str,
 ) -> Platform:
+    """`spacehub serve` with `settings` (SPACEHUB_<NAME>); `ca`: it answers with TLS
+    (tls_cert, tls_key) and a certificate signed by that CA."""
     port = port or free_port()
     apps_port = int(settings.pop("apps_port", 0)) or free_port()
     env = {
@@ -281,19 +294,21 @@ def start_platform(
             stderr=subprocess.STDOUT,
         )
     platform = Platform(
-        url=f"http://127.0.0.1:{port}",
+        url=f"{'https' if ca else 'http'}://127.0.0.1:{port}",
         port=port,
         data_dir=data_dir,
         process=process,
         log_path=log_path,
         env=env,
         apps_port=apps_port,
+        ca=ca,
     )
 
     def up() -> bool:
         if process.poll() is not None:
             raise AssertionError(f"spacehub serve exited:\n{platform.log()}")
-        return httpx.get(f"{platform.url}/api/spaces", timeout=2).status_code == 200
+        with platform.api(token=None, timeout=2) as client:
+            return client.get("/api/spaces").status_code == 200
 
     wait_for(up, 60, "spacehub serve to answer")
     return platform

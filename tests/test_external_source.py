@@ -173,9 +173,8 @@ def deliver(
             "X-Gitea-Signature": signature if signature is not None else digest,
         }
     headers["Content-Type"] = "application/json"
-    return httpx.post(
-        f"{platform.url}/api/webhooks/{space_id}", content=body, headers=headers, timeout=120
-    )
+    with platform.api(token=None, timeout=120) as client:
+        return client.post(f"/api/webhooks/{space_id}", content=body, headers=headers)
 
 
 def space_main(platform: Platform, space_id: str) -> str:
