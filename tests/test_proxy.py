@@ -99,6 +99,34 @@ def test_path_form_strips_prefix_and_replaces_forwarded_headers(harness, client)
     assert "x-real-ip" not in headers
 
 
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/echo/a%2Fb%20c?x=%2F",
+        "/echo/x/../y",
+        "/echo/./y",
+        "/echo//double",
+        "/echo/%C3%A9t%C3%A9",
+        "/echo/.well-known/x",
+        "/echo/plain-path_1~(x)?q=//a/../b",
+    ],
+)
+@pytest.mark.parametrize("form", ["path", "subdomain"])
+def test_the_app_gets_the_path_as_sent(harness, form, target):
+    """Escapes, dot segments and double slashes reach the app as the client wrote them."""
+    with socket.create_connection(("127.0.0.1", harness.proxy_port), timeout=5) as sock:
+        if form == "path":
+            request = f"GET /apps/alice/echo{target} HTTP/1.1\r\nHost: a\r\n"
+        else:
+            request = f"GET {target} HTTP/1.1\r\nHost: {host(harness, 'alice-echo')}\r\n"
+        sock.sendall(f"{request}Connection: close\r\n\r\n".encode())
+        received = b""
+        while piece := sock.recv(65536):
+            received += piece
+    answer = json.loads(received.partition(b"\r\n\r\n")[2])
+    assert (answer["who"], answer["target"]) == ("app", target)
+
+
 def test_subdomain_form_passes_the_path_unchanged(harness, client):
     app_host = f"Alice-Echo.LOCALHOST:{harness.proxy_port}"
     answer = client.get("/echo/y?z=2", headers={"Host": app_host}).json()
