@@ -11,8 +11,11 @@ one connection (at saturation, p99 is the queue's length, not the proxy's cost).
 Run from the repository root: `python -m bench.proxy_bench [--seconds 5] [--rounds 3]
 [--only tiny|gradio]`. nginx and wrk must be installed; everything listens on 127.0.0.1 and
 stops at the end. Servers share CPU 0 and wrk gets CPU 1 (when `taskset` exists), as in
-NOTES.md. In each round the three paths take turns (the order rotates) and the medians of the
-rounds are printed: on a shared machine one run of each swings by a third or more.
+NOTES.md. In each round the paths take turns (the order rotates) and the medians of the
+rounds are printed: on a shared machine one run of each swings by a third or more. So each run
+also counts the CPU time of every server process (upstreams, proxies, nginx's workers, the
+platform's threads) per request: its ratio says what one core running them all would serve,
+and moves much less when other work shares the machine.
 """
 
 import argparse
@@ -73,6 +76,9 @@ class Result:
     requests_per_second: float
     p99_ms: float
     light_p99_ms: float = 0.0  # with one connection
+    # CPU time of every server process (upstreams and proxies) per request, in microseconds:
+    # unlike req/s, barely moved by other work on a shared machine.
+    cpu_us: float = 0.0
 
 
 @dataclass
@@ -106,19 +112,48 @@ def wait_for_port(port: int, timeout: float = 15) -> None:
             time.sleep(0.05)
 
 
+SERVERS: list[int] = []  # pids of the processes started here, whose CPU time is counted
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system time of `pids` and all their descendants (nginx's workers), in seconds."""
+    parents: dict[int, int] = {}
+    times: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path("/proc", entry, "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        parents[int(entry)] = int(fields[1])
+        times[int(entry)] = int(fields[11]) + int(fields[12])
+    counted = set(pids)
+    for pid in sorted(parents):  # parents before children: pids mostly grow
+        if parents[pid] in counted:
+            counted.add(pid)
+    return sum(times.get(pid, 0) for pid in counted) / CLOCK_TICKS
+
+
 def run_wrk(name: str, target: str, seconds: int, connections: int = 50) -> Result:
     """wrk against `port/path` on 127.0.0.1."""
     url = f"http://127.0.0.1:{target}"
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    cpu_before = cpu_seconds(SERVERS)
     output = subprocess.run(
         on_cpu(1, command), capture_output=True, text=True, check=True, timeout=seconds + 30
     ).stdout
+    cpu = cpu_seconds(SERVERS) - cpu_before
+    requests = re.search(r"(\d+) requests in", output)
     rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", output)
     if rate is None or p99 is None or "Non-2xx" in output or "Socket errors" in output:
         raise RuntimeError(f"unexpected wrk output for {name}:\n{output}")
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
-    return Result(name, float(rate.group(1)), float(p99.group(1)) * scale)
+    cpu_us = cpu * 1e6 / int(requests.group(1)) if requests else 0.0
+    return Result(name, float(rate.group(1)), float(p99.group(1)) * scale, cpu_us=cpu_us)
 
 
 async def serve_proxy(port: int, file_port: int, gradio_port: int) -> None:
@@ -223,24 +258,30 @@ def median_of(results: list[Result]) -> Result:
         statistics.median(r.requests_per_second for r in results),
         statistics.median(r.p99_ms for r in results),
         statistics.median(r.light_p99_ms for r in results),
+        statistics.median(r.cpu_us for r in results),
     )
 
 
 def report(case: Case, measured: list[list[Result]]) -> None:
     print(f"\n{case.title}")
-    print(f"{'':30} {'req/s':>10} {'p99 ms':>8} {'p99 ms, 1 conn.':>16}", end="")
+    print(f"{'':30} {'req/s':>10} {'p99 ms':>8} {'p99 ms, 1 conn.':>16} {'CPU us/req':>11}", end="")
     print(f"   (medians of {len(measured)} rounds)")
     for column in range(len(case.paths)):
         result = median_of([round_[column] for round_ in measured])
         print(
             f"{result.name:30} {result.requests_per_second:10.0f} {result.p99_ms:8.2f} "
-            f"{result.light_p99_ms:16.2f}"
+            f"{result.light_p99_ms:16.2f} {result.cpu_us:11.1f}"
         )
     for column in range(2, len(case.paths)):
         name = case.paths[column][0]
         ratios = [r[column].requests_per_second / r[1].requests_per_second for r in measured]
         print(f"{name} / nginx reverse proxy: {statistics.median(ratios):.2f}x", end="")
         print(f" (rounds: {', '.join(f'{ratio:.2f}' for ratio in ratios)})")
+        # The same ratio from CPU time: what one core running every server would serve.
+        by_cpu = [r[1].cpu_us / r[column].cpu_us for r in measured if r[column].cpu_us]
+        if by_cpu:
+            print(f"  by CPU time per request: {statistics.median(by_cpu):.2f}x", end="")
+            print(f" (rounds: {', '.join(f'{ratio:.2f}' for ratio in by_cpu)})")
     for column in range(1, len(case.paths)):
         name = case.paths[column][0]
         added = [round_[column].light_p99_ms - round_[0].light_p99_ms for round_ in measured]
@@ -314,6 +355,7 @@ def main() -> None:
         ]
         if gradio in cases:
             processes.append(start_gradio(gradio_port, prefix / "gradio.log"))
+        SERVERS.extend(process.pid for process in processes)
         try:
             for port in (file_port, nginx_port, our_port, front_port):
                 wait_for_port(port)
