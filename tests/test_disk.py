@@ -273,9 +273,11 @@ def containers(docker_engine, platform_id: str, space_id: str) -> list:
     return docker_engine.containers.list(all=True, filters={"label": labels})
 
 
-def images(docker_engine, platform_id: str, space_id: str) -> list:
+def images(docker_engine, platform_id: str, space_id: str) -> list[dict]:
+    """The API's own list, not the SDK model's: that inspects each image it lists, and fails
+    with ImageNotFound when the platform prunes one in between (it did on Docker 26)."""
     labels = [f"spacehub.space={space_id}", f"spacehub.platform={platform_id}"]
-    return docker_engine.images.list(filters={"label": labels})
+    return docker_engine.api.images(filters={"label": labels})
 
 
 def app_answers(platform: Platform, space_id: str, text: str) -> bool:
@@ -368,16 +370,16 @@ def test_code_only_pushes_keep_the_live_image_and_the_last_n_and_one_build_cache
             return {
                 tag
                 for image in images(docker_engine, platform_id, space_id)
-                for tag in image.tags
+                for tag in image["RepoTags"] or []
                 if tag.startswith(f"{repository}:")
             }
 
-        wait_for(lambda: release_tags() == expected, 30, f"only {expected} (have {release_tags()})")
+        wait_for(lambda: release_tags() == expected, 30, f"only the images {expected}")
         assert disk(running).json()["images"] == len(expected)
         build_only = [
             tag
             for image in images(docker_engine, platform_id, space_id)
-            for tag in image.tags
+            for tag in image["RepoTags"] or []
             if not tag.startswith(f"{repository}:")
         ]
         assert build_only == [], "BuildKit builds leave no build-only images"
