@@ -192,14 +192,15 @@ def clean_up(runtime: str, platform: Platform, space_ids: list[str]) -> None:
     assert code == 0, f"spacehub serve did not stop cleanly (exit {code})"
 
 
-@pytest.fixture(
-    scope="module",
-    params=[
-        pytest.param("docker", marks=pytest.mark.docker),
-        "local",
-        pytest.param("swarm", marks=[pytest.mark.docker, pytest.mark.swarm]),
-    ],
-)
+# Every runtime, marked with what it needs; test_sleep's real spaces run on the same ones.
+EVERY_RUNTIME = [
+    pytest.param("docker", marks=pytest.mark.docker),
+    "local",
+    pytest.param("swarm", marks=[pytest.mark.docker, pytest.mark.swarm]),
+]
+
+
+@pytest.fixture(scope="module", params=EVERY_RUNTIME)
 def runtime_platform(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RuntimeHub]:

@@ -34,7 +34,12 @@ from tests.conftest import (
     wait_for,
 )
 from tests.test_freeze import FreezingRuntime, process_state, proxy
-from tests.test_runtime_conformance import RuntimeHub, clean_up, runtime_settings
+from tests.test_runtime_conformance import (
+    EVERY_RUNTIME,
+    RuntimeHub,
+    clean_up,
+    runtime_settings,
+)
 from tests.test_supervisor import (
     FakeEngine,
     ServerRuntime,
@@ -390,15 +395,8 @@ def test_a_sleeping_local_gradio_space_through_restart_crowd_client_browser_and_
         clean_up("local", hub.platform, hub.created)
 
 
-@pytest.fixture(
-    scope="module",
-    params=[
-        pytest.param("docker", marks=pytest.mark.docker),
-        "local",
-        # Swarm cannot freeze: an idle space goes straight to sleep, a service stopped.
-        pytest.param("swarm", marks=[pytest.mark.docker, pytest.mark.swarm]),
-    ],
-)
+# On swarm, which cannot freeze, an idle space goes straight to sleep (its service stopped).
+@pytest.fixture(scope="module", params=EVERY_RUNTIME)
 def streamlit_platform(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[RuntimeHub, str]]:
