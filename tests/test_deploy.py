@@ -35,6 +35,7 @@ from tests.conftest import (
     make_checkout,
     wait_for,
 )
+from tests.swarm_cluster import Swarm
 
 pytestmark = [pytest.mark.docker, pytest.mark.deploy]
 
@@ -156,6 +157,11 @@ def test_stack_file_deploys_one_platform_behind_nginx(docker_cli: str) -> None:
     assert services["spacehub"]["image"] == PLATFORM_IMAGE
     assert services["nginx"]["configs"][0]["target"] == "/etc/nginx/conf.d/default.conf"
     assert {port["target"] for port in services["nginx"]["ports"]} == {80, 8080}
+    # By default the routing mesh publishes the ports and services reach each other by virtual
+    # IP; the swarm test below shows the settings for an engine without them.
+    ports = [port for service in services.values() for port in service.get("ports", [])]
+    assert {port["mode"] for port in ports} == {"ingress"}
+    assert {service["deploy"]["endpoint_mode"] for service in services.values()} == {"vip"}
 
 
 # --- the real start
@@ -190,28 +196,41 @@ def deploy_images(
     compose = [docker_cli, "compose", "-f", str(DEPLOY / "compose.yaml")]
     built = run([*compose, "--progress", "plain", "build", "spacehub"], env=env, timeout=900)
     assert built.returncode == 0, f"docker compose build failed:\n{built.stderr[-6000:]}"
+    build_stand_ins(docker_cli, buildkit_command())
+
+
+def buildkit_command() -> list[str]:
     try:
-        cli = find_buildkit().build_command()
+        return find_buildkit().build_command()
     except NoBuildKit as error:
         missing(error.message)
+
+
+def build_stand_ins(docker_cli: str, cli: list[str]) -> None:
     for image, target in (("postgres:16", "postgres"), ("nginx:1.27", "nginx")):
         if stand_in_needed(docker_cli, image):
             build(cli, image, STAND_INS, "--target", target)
 
 
 @dataclass
-class Deployment:
-    """A started project of deploy/compose.yaml: its settings and its `docker compose`."""
+class Started:
+    """The settings a deploy file was started with (deploy_settings and more)."""
 
     settings: dict[str, str]
+
+    def url(self, port_setting: str) -> str:
+        return f"http://127.0.0.1:{self.settings[port_setting]}"
+
+
+@dataclass
+class Deployment(Started):
+    """A started project of deploy/compose.yaml and its `docker compose`."""
+
     command: list[str]
     env: dict[str, str]
 
     def compose(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         return run([*self.command, *args], env=self.env, timeout=timeout)
-
-    def url(self, port_setting: str) -> str:
-        return f"http://127.0.0.1:{self.settings[port_setting]}"
 
 
 @pytest.fixture
@@ -368,3 +387,155 @@ def test_the_build_ca_bundle_is_in_no_layer_of_the_platform_image(
     container = [docker_cli, "run", "--rm", "--network=none", "--entrypoint=sh", PLATFORM_IMAGE]
     left = run([*container, "-c", "find /run/secrets -type f 2>/dev/null; true"])
     assert must(left).split() == []
+
+
+# --- the Swarm stack, started for real on the one-node swarm of tests/swarm_cluster.py
+
+DATA_NODE_LABEL = "spacehub.data"
+
+
+@pytest.fixture(scope="module")
+def stack_images(docker_cli: str) -> None:
+    """The platform's image as deploy/Dockerfile's header builds it, and the stand-ins, on the
+    swarm's engine (the one-node swarm runs local images: no registry)."""
+    cli = buildkit_command()
+    ca = ["--secret", f"id=ca,src={HOST_CA_BUNDLE}"] if HOST_CA_BUNDLE.exists() else []
+    build(cli, PLATFORM_IMAGE, ROOT, "-f", str(DEPLOY / "Dockerfile"), *ca)
+    build_stand_ins(docker_cli, cli)
+
+
+@dataclass
+class Stack(Started):
+    """A deployed stack of deploy/stack.yaml."""
+
+    name: str
+    docker_cli: str
+
+    def docker(self, *args: str, timeout: float = 120) -> str:
+        return must(run([self.docker_cli, *args], timeout=timeout))
+
+    def objects(self, *listing: str) -> list[str]:
+        """The ids of this stack's objects `listing` lists (ps -a, volume ls, network ls)."""
+        label = f"label=com.docker.stack.namespace={self.name}"
+        return self.docker(*listing, "-q", "--filter", label).split()
+
+    def services_running(self) -> bool:
+        replicas = self.docker("stack", "services", self.name, "--format", "{{.Replicas}}")
+        return replicas.split() == ["1/1"] * 3
+
+    def database(self, query: str) -> str:
+        """`query`'s rows as psql prints them unaligned, run in the postgres service's task."""
+        service = f"label=com.docker.swarm.service.name={self.name}_postgres"
+        (container,) = self.docker("ps", "-q", "--filter", service).split()
+        password = f"PGPASSWORD={self.settings['SPACEHUB_POSTGRES_PASSWORD']}"
+        return self.docker(
+            *("exec", "-e", password, container, "psql", "-h", "127.0.0.1"),
+            *("-U", "spacehub", "-d", "spacehub", "-Atc", query),
+        )
+
+    def logs(self, service: str) -> str:
+        """The output of `service`'s tasks: the CLI prints their stderr on its own stderr."""
+        command = [self.docker_cli, "service", "logs", "--no-task-ids", f"{self.name}_{service}"]
+        printed = run(command)
+        return must(printed) + printed.stderr
+
+    def remove(self) -> None:
+        """`docker stack rm`, then what it leaves: its volumes, once its containers are gone."""
+        self.docker("stack", "rm", self.name)
+        gone = f"the containers and network of stack {self.name} to go"
+        wait_for(lambda: not self.objects("ps", "-a"), 90, gone)
+        volumes = self.objects("volume", "ls")
+        if volumes:
+            self.docker("volume", "rm", *volumes)
+        wait_for(lambda: not self.objects("network", "ls"), 60, gone)
+
+
+@pytest.fixture
+def stack(
+    request: pytest.FixtureRequest, docker_cli: str, swarm: Swarm, stack_images: None
+) -> Iterator[Stack]:
+    """`docker stack deploy` of deploy/stack.yaml on the swarm's one node; always removed."""
+    settings = {
+        **deploy_settings(http=free_port(), apps=free_port(), ssh=free_port()),
+        # This engine runs --iptables=false in a kernel without IPVS: no routing mesh, no
+        # virtual IPs (deploy/stack.yaml's header); its host-mode ports bind to 127.0.0.1.
+        "SPACEHUB_PUBLISH_MODE": "host",
+        "SPACEHUB_ENDPOINT_MODE": "dnsrr",
+        "SPACEHUB_NGINX_REPLICAS": "1",
+    }
+    started = Stack(settings, f"spacehub-stack-test-{secrets.token_hex(4)}", docker_cli)
+    node = started.docker("info", "--format", "{{.Swarm.NodeID}}").strip()
+    labels = started.docker("node", "inspect", node, "--format", "{{json .Spec.Labels}}")
+    labelled_here = DATA_NODE_LABEL not in (json.loads(labels) or {})
+    explain_failure(
+        request.node,
+        "docker stack ps and service logs",
+        lambda: (
+            started.docker("stack", "ps", "--no-trunc", started.name)
+            + "".join(f"\n--- {s}\n" + started.logs(s) for s in ("postgres", "spacehub", "nginx"))
+        ),
+    )
+    try:
+        if labelled_here:
+            started.docker("node", "update", "--label-add", f"{DATA_NODE_LABEL}=true", node)
+        deployed = run(
+            [docker_cli, "stack", "deploy", "-c", str(DEPLOY / "stack.yaml"), started.name],
+            env={**os.environ, **settings},
+        )
+        assert deployed.returncode == 0, f"docker stack deploy failed:\n{deployed.stderr}"
+        wait_for(started.services_running, 240, "the stack's three services to run", interval=1)
+        yield started
+    finally:
+        try:
+            started.remove()
+        finally:
+            if labelled_here:
+                started.docker("node", "update", "--label-rm", DATA_NODE_LABEL, node)
+
+
+@pytest.mark.swarm
+def test_stack_serves_a_static_space_pushed_through_nginx_on_a_swarm(
+    stack: Stack, tmp_path: Path
+) -> None:
+    site, apps = stack.url("SPACEHUB_HTTP_PORT"), stack.url("SPACEHUB_APPS_HTTP_PORT")
+    # Swarm restarts spacehub until PostgreSQL answers, and nginx until spacehub's name resolves.
+    health = wait_for(
+        lambda: health_of(site), 120, "spacehub's /api/health through nginx", interval=1
+    )
+    assert health["runtime"] == "LocalRuntime"
+
+    checkout = push_new_space(
+        site, "ausstellung", "static", EXAMPLES / "static-site", tmp_path / "site"
+    )
+    (checkout / "Über uns.html").write_text("<h1>Über uns — Grüße</h1>\n", encoding="utf-8")
+    git("add", "-A", cwd=checkout)
+    git("commit", "--quiet", "-m", "about page", cwd=checkout)
+    pushed = git("push", git_url(site, "ausstellung"), "main", cwd=checkout, check=False)
+    assert pushed.returncode == 0, pushed.stderr
+    wait_running(site, "ausstellung", 120)
+
+    title = "Welcome to your static Space!"
+    page = httpx.get(f"{apps}/apps/admin/ausstellung/", timeout=10)
+    assert page.status_code == 200 and title in page.text
+    umlauts = httpx.get(f"{apps}/apps/admin/ausstellung/{quote('Über uns.html')}", timeout=10)
+    assert umlauts.status_code == 200 and "Grüße" in umlauts.text
+    by_host = httpx.get(
+        f"{site}/",
+        headers={"Host": f"admin-ausstellung.localhost:{stack.settings['SPACEHUB_HTTP_PORT']}"},
+        timeout=10,
+    )
+    assert by_host.status_code == 200 and title in by_host.text
+
+    # The platform's database is the postgres service: the space is a row there.
+    assert "ausstellung|RUNNING" in stack.database("select name, stage from space").split()
+    # git over SSH, published by the spacehub task on this node.
+    ssh_port = int(stack.settings["SPACEHUB_SSH_PUBLISH_PORT"])
+    with socket.create_connection(("127.0.0.1", ssh_port), timeout=10) as ssh:
+        assert ssh.recv(64).startswith(b"SSH-2.0-")
+    # A service cannot loosen seccomp or /proc: apps run unsandboxed, and the log says so.
+    assert "apps run unsandboxed" in stack.logs("spacehub")
+
+
+def health_of(site: str) -> dict | None:
+    answer = httpx.get(f"{site}/api/health", timeout=10)
+    return answer.json() if answer.status_code == 200 else None
