@@ -1,10 +1,12 @@
 """deploy/: the compose file and the Swarm stack are valid, and the compose file starts the
 platform for real (its image, PostgreSQL and nginx) so that a static and a Gradio space pushed
-through nginx are served through nginx.
+through nginx are served through nginx; the stack does the same for a static space on a one-node
+swarm.
 
 No registry answers here: `postgres:16` and `nginx:1.27` are stand-ins built from Debian packages
 (tests/images/) unless the engine has the official images. Compose v2 comes from
-`scripts/compose-plugin`. Marked `deploy`: scripts/test runs it on the host's engine only.
+`scripts/compose-plugin`. Marked `deploy`: scripts/test runs it on the host's engine only, except
+the stack's start, also marked `swarm`, which runs on Docker 26's swarm only.
 """
 
 import contextlib
