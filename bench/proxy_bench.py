@@ -1,6 +1,7 @@
 """Our proxy against nginx as a reverse proxy: wrk req/s, p99, and the ratios to nginx.
 
-Two upstreams, each measured directly, through nginx, through our proxy, and through the
+Two upstreams, each measured directly, through nginx (twice: as the least reverse proxy, and
+set up for a Space as an operator would by hand), through our proxy, and through the
 platform's nginx front (`serve --proxy nginx`: its rendered configuration, activity log and
 watcher, spacehub's proxy behind it) in the same run:
 nginx serving a tiny static file (the proxy's own cost dominates) and a real Gradio app's page
@@ -31,10 +32,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-NGINX_CONF = """
+# Two nginx processes: the upstream (the tiny file) and the reverse proxy. In one process the
+# proxy would pass each request to itself, with no switch between processes, as no proxy in
+# front of a real app does: the plain proxy measured 38.8 us of CPU per request so, the front
+# 47.2 (their ratio 0.82x) of which 1 us was spacehub's log reading.
+NGINX_COMMON = """
 worker_processes 1;
 daemon off;
-pid {prefix}/nginx.pid;
+pid {prefix}/{name}.pid;
 error_log stderr crit;
 events {{ worker_connections 1024; }}
 http {{
@@ -44,11 +49,39 @@ http {{
     fastcgi_temp_path {prefix}/fastcgi;
     uwsgi_temp_path {prefix}/uwsgi;
     scgi_temp_path {prefix}/scgi;
-    upstream files {{ server 127.0.0.1:{file_port}; keepalive 64; }}
-    upstream gradio {{ server 127.0.0.1:{gradio_port}; keepalive 64; }}
+{servers}
+}}
+"""
+FILE_SERVER = """
     server {{
         listen 127.0.0.1:{file_port};
         root {prefix}/www;
+    }}
+"""
+# Two configurations: the least one (nginx's own cost), and what an operator writes to put
+# one app of a Space behind nginx by hand: its prefix cut, the forwarded headers an app builds
+# its URLs from and WebSockets (as Gradio's guide to nginx, with idle upstream connections kept
+# and without a Connection: upgrade on every request, which would close them).
+REVERSE_PROXY = """
+    upstream files {{ server 127.0.0.1:{file_port}; keepalive 64; }}
+    upstream gradio {{ server 127.0.0.1:{gradio_port}; keepalive 64; }}
+    map $http_upgrade $connection_upgrade {{ "" ""; default upgrade; }}
+    server {{
+        listen 127.0.0.1:{space_proxy_port};
+        proxy_http_version 1.1;
+        proxy_buffering off;
+        proxy_set_header Host $host;
+        proxy_set_header X-Forwarded-For $remote_addr;
+        proxy_set_header X-Forwarded-Host $host;
+        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection $connection_upgrade;
+        location /apps/bench/file/ {{
+            proxy_pass http://files/;
+        }}
+        location /apps/bench/gradio/ {{
+            proxy_pass http://gradio/;
+        }}
     }}
     server {{
         listen 127.0.0.1:{proxy_port};
@@ -66,8 +99,15 @@ http {{
             proxy_set_header Connection "";
         }}
     }}
-}}
 """
+
+
+def nginx(prefix: Path, name: str, servers: str, **values: object) -> subprocess.Popen:
+    """An nginx running `servers` (a template of server blocks) on CPU 0."""
+    conf = prefix / f"{name}.conf"
+    servers = servers.format(prefix=prefix, **values)
+    conf.write_text(NGINX_COMMON.format(prefix=prefix, name=name, servers=servers))
+    return subprocess.Popen(on_cpu(0, ["nginx", "-c", str(conf), "-p", str(prefix)]))
 
 
 @dataclass
@@ -79,6 +119,10 @@ class Result:
     # CPU time of every server process (upstreams and proxies) per request, in microseconds:
     # unlike req/s, barely moved by other work on a shared machine.
     cpu_us: float = 0.0
+
+
+# The paths compared with: nginx as reverse proxy, nginx set up for a Space (REVERSE_PROXY).
+BASELINES = 2
 
 
 @dataclass
@@ -262,6 +306,20 @@ def median_of(results: list[Result]) -> Result:
     )
 
 
+def report_ratio(
+    measured: list[list[Result]], column: int, baseline: int, paths: list[tuple[str, str]]
+) -> None:
+    name, baseline_name = paths[column][0], paths[baseline][0]
+    ratios = [r[column].requests_per_second / r[baseline].requests_per_second for r in measured]
+    print(f"{name} / {baseline_name}: {statistics.median(ratios):.2f}x", end="")
+    print(f" (rounds: {', '.join(f'{ratio:.2f}' for ratio in ratios)})")
+    # The same ratio from CPU time: what one core running every server would serve.
+    by_cpu = [r[baseline].cpu_us / r[column].cpu_us for r in measured if r[column].cpu_us]
+    if by_cpu:
+        print(f"  by CPU time per request: {statistics.median(by_cpu):.2f}x", end="")
+        print(f" (rounds: {', '.join(f'{ratio:.2f}' for ratio in by_cpu)})")
+
+
 def report(case: Case, measured: list[list[Result]]) -> None:
     print(f"\n{case.title}")
     print(f"{'':30} {'req/s':>10} {'p99 ms':>8} {'p99 ms, 1 conn.':>16} {'CPU us/req':>11}", end="")
@@ -272,16 +330,9 @@ def report(case: Case, measured: list[list[Result]]) -> None:
             f"{result.name:30} {result.requests_per_second:10.0f} {result.p99_ms:8.2f} "
             f"{result.light_p99_ms:16.2f} {result.cpu_us:11.1f}"
         )
-    for column in range(2, len(case.paths)):
-        name = case.paths[column][0]
-        ratios = [r[column].requests_per_second / r[1].requests_per_second for r in measured]
-        print(f"{name} / nginx reverse proxy: {statistics.median(ratios):.2f}x", end="")
-        print(f" (rounds: {', '.join(f'{ratio:.2f}' for ratio in ratios)})")
-        # The same ratio from CPU time: what one core running every server would serve.
-        by_cpu = [r[1].cpu_us / r[column].cpu_us for r in measured if r[column].cpu_us]
-        if by_cpu:
-            print(f"  by CPU time per request: {statistics.median(by_cpu):.2f}x", end="")
-            print(f" (rounds: {', '.join(f'{ratio:.2f}' for ratio in by_cpu)})")
+    for column in range(1 + BASELINES, len(case.paths)):
+        for baseline in range(1, 1 + BASELINES):
+            report_ratio(measured, column, baseline, case.paths)
     for column in range(1, len(case.paths)):
         name = case.paths[column][0]
         added = [round_[column].light_p99_ms - round_[0].light_p99_ms for round_ in measured]
@@ -310,11 +361,13 @@ def main() -> None:
     file_port, nginx_port, gradio_port, nginx_gradio_port, our_port, front_port = (
         free_port() for _ in range(6)
     )
+    space_proxy_port = free_port()
     tiny = Case(
         "tiny static file (nginx serving 211 bytes)",
         [
             ("direct: nginx serving the file", f"{file_port}/file.txt"),
             ("nginx as reverse proxy", f"{nginx_port}/file.txt"),
+            ("nginx set up for a Space", f"{space_proxy_port}/apps/bench/file/file.txt"),
             ("spacehub proxy (path form)", f"{our_port}/apps/bench/file/file.txt"),
             ("spacehub+nginx (path form)", f"{front_port}/apps/bench/file/file.txt"),
         ],
@@ -324,6 +377,7 @@ def main() -> None:
         [
             ("direct: the Gradio app", f"{gradio_port}/"),
             ("nginx as reverse proxy", f"{nginx_gradio_port}/"),
+            ("nginx set up for a Space", f"{space_proxy_port}/apps/bench/gradio/"),
             ("spacehub proxy (path form)", f"{our_port}/apps/bench/gradio/"),
             ("spacehub+nginx (path form)", f"{front_port}/apps/bench/gradio/"),
         ],
@@ -334,22 +388,22 @@ def main() -> None:
         prefix.chmod(0o755)  # nginx's worker runs as another user and must read the file
         (prefix / "www").mkdir()
         (prefix / "www" / "file.txt").write_bytes(b"spacehub proxy bench " * 10 + b"\n")
-        conf = prefix / "nginx.conf"
-        conf.write_text(
-            NGINX_CONF.format(
-                prefix=prefix,
-                file_port=file_port,
-                proxy_port=nginx_port,
-                gradio_port=gradio_port,
-                gradio_proxy_port=nginx_gradio_port,
-            )
-        )
         ports = [str(port) for port in (our_port, file_port, gradio_port)]
         ours = [sys.executable, "-m", "bench.proxy_bench", "--serve-proxy", *ports]
         front = [sys.executable, "-m", "bench.proxy_bench", "--serve-front", str(front_port)]
         front += [*ports[1:], str(prefix)]
         processes = [
-            subprocess.Popen(on_cpu(0, ["nginx", "-c", str(conf), "-p", str(prefix)])),
+            nginx(prefix, "upstream", FILE_SERVER, file_port=file_port),
+            nginx(
+                prefix,
+                "proxy",
+                REVERSE_PROXY,
+                file_port=file_port,
+                gradio_port=gradio_port,
+                proxy_port=nginx_port,
+                space_proxy_port=space_proxy_port,
+                gradio_proxy_port=nginx_gradio_port,
+            ),
             subprocess.Popen(on_cpu(0, ours)),
             subprocess.Popen(on_cpu(0, front)),
         ]
@@ -357,7 +411,7 @@ def main() -> None:
             processes.append(start_gradio(gradio_port, prefix / "gradio.log"))
         SERVERS.extend(process.pid for process in processes)
         try:
-            for port in (file_port, nginx_port, our_port, front_port):
+            for port in (file_port, nginx_port, space_proxy_port, our_port, front_port):
                 wait_for_port(port)
             if gradio in cases:
                 wait_for_port(gradio_port, timeout=120)

@@ -20,7 +20,7 @@ from websockets.sync.client import connect as ws_connect
 
 from spacehub.platform.context import Platform
 from spacehub.platform.front import FrontConfig, NginxFront, Tls, address
-from spacehub.platform.front.activity_feed import parse_lines
+from spacehub.platform.front.activity_feed import responses_by_upstream
 from spacehub.platform.proxy import ProxyLimits, proxy_context
 from spacehub.platform.proxy.server import listen
 from spacehub.platform.route_table import Route, Sleeping, Upstream
@@ -380,7 +380,7 @@ def test_serve_with_the_nginx_front_serves_a_static_and_a_streamlit_space(tmp_pa
         assert_streamlit_session_renders(url, "squared is 49")
         # nginx answered those itself: they are in its log, and so in the space's activity.
         log = nginx_dir / "activity.log"
-        wait_for(lambda: "admin/square" in log.read_text(), "nginx's activity log")
+        wait_for(lambda: "space-admin-square " in log.read_text(), "nginx's activity log")
     finally:
         clean_up("local", platform, hub.created)
     wait_for(lambda: not Path(f"/proc/{master}").exists(), "nginx to stop with the platform")
@@ -438,15 +438,15 @@ def test_serve_refuses_tls_settings_it_cannot_use_with_one_line(tmp_path, settin
 
 def test_activity_lines_count_by_space_and_status():
     log = (
-        b"1764477000.100 alice/echo 200\n"
-        b"1764477000.200 alice/echo 200\n"
-        b"1764477000.300 bob/chat 101\n"
-        b"1764477000.400 alice/echo 502\n"
-        b"1764477000.500 alice/echo 200\n"
-        b"1764477000.600 alice/ec"  # being written: read next time
+        b"space-alice-echo 200\n"
+        b"space-alice-echo 200\n"
+        b"space-bob-chat 101\n"
+        b"space-alice-echo 502\n"
+        b"a line of another format\n"
+        b"space-alice-echo 200\n"
+        b"space-alice-ec"  # being written: read next time
     )
-    found = parse_lines(log[: log.rfind(b"\n") + 1])
-    echo, chat = found["alice/echo"], found["bob/chat"]
-    assert echo.last_request == pytest.approx(1764477000.5)
-    assert (echo.responses[2], echo.responses[5], chat.responses[1]) == (3, 1, 1)
-    assert chat.last_request == pytest.approx(1764477000.3)
+    found = responses_by_upstream(log[: log.rfind(b"\n") + 1])
+    assert set(found) == {"space-alice-echo", "space-bob-chat"}
+    echo, chat = found["space-alice-echo"], found["space-bob-chat"]
+    assert (echo[2], echo[5], chat[1], sum(echo), sum(chat)) == (3, 1, 1, 4, 1)

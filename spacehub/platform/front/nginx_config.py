@@ -38,6 +38,10 @@ _HEADER_NAME = re.compile(r"[!#%&'*+.^_`|~0-9A-Za-z-]{1,256}")
 _HEADER_VALUE = re.compile(r"[\x20-\x23\x25-\x7e]{0,4096}")
 
 
+# A fast-path space's upstream is named by its label; nginx's activity log names the space by it.
+SPACE_UPSTREAM_PREFIX = "space-"
+
+
 class FrontError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -137,7 +141,7 @@ def render_space_includes(config: FrontConfig, routes: RouteTable) -> dict[str, 
         prefix = f"/apps/{route.owner}/{route.name}"
         values = {
             "space_id": route.space_id,
-            "upstream_name": f"space-{route.label}",
+            "upstream_name": f"{SPACE_UPSTREAM_PREFIX}{route.label}",
             "upstream": address(route.upstream.host, route.upstream.port),
             "upstream_idle_timeout": _seconds(config.limits.upstream_idle_timeout),
             # As many idle connections as the proxy's pool keeps: with fewer than the clients
