@@ -15,8 +15,11 @@ stops at the end. Servers share CPU 0 and wrk gets CPU 1 (when `taskset` exists)
 NOTES.md. In each round the paths take turns (the order rotates) and the medians of the
 rounds are printed: on a shared machine one run of each swings by a third or more. So each run
 also counts the CPU time of every server process (upstreams, proxies, nginx's workers, the
-platform's threads) per request: its ratio says what one core running them all would serve,
-and moves much less when other work shares the machine.
+platform's threads) per request: its ratio says what one core running them all would serve.
+Each round ends with each of our paths loaded side by side with each nginx (see
+`side_by_side`): the steadiest of the three ratios, as other work slows both paths alike; it
+leaves out what runs outside the path's own process (the platform reading nginx's log, 0.1-0.2
+us of CPU per request).
 """
 
 import argparse
@@ -29,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # Two nginx processes: the upstream (the tiny file) and the reverse proxy. In one process the
@@ -102,12 +105,19 @@ REVERSE_PROXY = """
 """
 
 
+def start_server(command: list[str], **options: object) -> subprocess.Popen:
+    """A server on CPU 0 in a session of its own. The kernel shares a CPU fairly between
+    sessions (autogroups), not processes: the platform's nginx runs in its own session, so
+    every server does, or side by side it would get half of CPU 0 against all the others."""
+    return subprocess.Popen(on_cpu(0, command), start_new_session=True, **options)
+
+
 def nginx(prefix: Path, name: str, servers: str, **values: object) -> subprocess.Popen:
     """An nginx running `servers` (a template of server blocks) on CPU 0."""
     conf = prefix / f"{name}.conf"
     servers = servers.format(prefix=prefix, **values)
     conf.write_text(NGINX_COMMON.format(prefix=prefix, name=name, servers=servers))
-    return subprocess.Popen(on_cpu(0, ["nginx", "-c", str(conf), "-p", str(prefix)]))
+    return start_server(["nginx", "-c", str(conf), "-p", str(prefix)])
 
 
 @dataclass
@@ -123,6 +133,13 @@ class Result:
 
 # The paths compared with: nginx as reverse proxy, nginx set up for a Space (REVERSE_PROXY).
 BASELINES = 2
+
+
+@dataclass
+class Measured:
+    rounds: list[list[Result]] = field(default_factory=list)  # each round, each path
+    # (compared path, baseline): req/s ratios measured side by side, one per round
+    side_by_side: dict[tuple[int, int], list[float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -181,23 +198,48 @@ def cpu_seconds(pids: list[int]) -> float:
     return sum(times.get(pid, 0) for pid in counted) / CLOCK_TICKS
 
 
-def run_wrk(name: str, target: str, seconds: int, connections: int = 50) -> Result:
-    """wrk against `port/path` on 127.0.0.1."""
+def wrk(target: str, seconds: int, connections: int) -> list[str]:
+    """wrk against `port/path` on 127.0.0.1, on CPU 1."""
     url = f"http://127.0.0.1:{target}"
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
-    cpu_before = cpu_seconds(SERVERS)
-    output = subprocess.run(
-        on_cpu(1, command), capture_output=True, text=True, check=True, timeout=seconds + 30
-    ).stdout
-    cpu = cpu_seconds(SERVERS) - cpu_before
+    return on_cpu(1, ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url])
+
+
+def parse_wrk(name: str, output: str) -> tuple[int, float, float]:
+    """Requests, req/s and p99 in ms; an error when any request failed."""
     requests = re.search(r"(\d+) requests in", output)
     rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", output)
-    if rate is None or p99 is None or "Non-2xx" in output or "Socket errors" in output:
+    if requests is None or rate is None or p99 is None:
         raise RuntimeError(f"unexpected wrk output for {name}:\n{output}")
+    if "Non-2xx" in output or "Socket errors" in output:
+        raise RuntimeError(f"failed requests for {name}:\n{output}")
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
-    cpu_us = cpu * 1e6 / int(requests.group(1)) if requests else 0.0
-    return Result(name, float(rate.group(1)), float(p99.group(1)) * scale, cpu_us=cpu_us)
+    return int(requests.group(1)), float(rate.group(1)), float(p99.group(1)) * scale
+
+
+def run_wrk(name: str, target: str, seconds: int, connections: int = 50) -> Result:
+    cpu_before = cpu_seconds(SERVERS)
+    command = wrk(target, seconds, connections)
+    output = subprocess.run(
+        command, capture_output=True, text=True, check=True, timeout=seconds + 30
+    ).stdout
+    cpu = cpu_seconds(SERVERS) - cpu_before
+    requests, rate, p99 = parse_wrk(name, output)
+    return Result(name, rate, p99, cpu_us=cpu * 1e6 / requests)
+
+
+def side_by_side(first: tuple[str, str], second: tuple[str, str], seconds: int) -> float:
+    """req/s of `first` over `second` loaded at the same time, 25 connections each. Their
+    servers share CPU 0 and the kernel gives each the same time, so the ratio is the inverse
+    of their costs per request, and other work on the machine slows both alike: measured one
+    after the other, two runs of one path differed by up to a third here; side by side, two
+    identical nginx configurations measured 0.96-1.06 (median 1.00 of 8 rounds)."""
+    runs = [
+        (name, subprocess.Popen(wrk(target, seconds, 25), stdout=subprocess.PIPE, text=True))
+        for name, target in (first, second)
+    ]
+    rates = [parse_wrk(name, run.communicate(timeout=seconds + 30)[0])[1] for name, run in runs]
+    return rates[0] / rates[1]
 
 
 async def serve_proxy(port: int, file_port: int, gradio_port: int) -> None:
@@ -275,15 +317,16 @@ def start_gradio(port: int, log: Path) -> subprocess.Popen:
         "GRADIO_ROOT_PATH": "/apps/bench/gradio",
     }
     with log.open("wb") as out:
-        return subprocess.Popen(
-            on_cpu(0, [sys.executable, str(app)]), env=env, stdout=out, stderr=subprocess.STDOUT
+        return start_server(
+            [sys.executable, str(app)], env=env, stdout=out, stderr=subprocess.STDOUT
         )
 
 
-def measure(case: Case, rounds: int, seconds: int) -> list[list[Result]]:
-    """Each round runs every path, starting with a different one each time."""
+def measure(case: Case, rounds: int, seconds: int) -> Measured:
+    """Each round runs every path, starting with a different one each time, then each compared
+    path side by side with each baseline."""
     paths = case.paths
-    measured = []
+    measured = Measured()
     for index in range(rounds):
         order = [(index + offset) % len(paths) for offset in range(len(paths))]
         results: dict[int, Result] = {}
@@ -292,7 +335,12 @@ def measure(case: Case, rounds: int, seconds: int) -> list[list[Result]]:
             time.sleep(1)  # let the upstream finish what the closed connections had asked
             light = run_wrk(*paths[which], max(2, seconds // 2), connections=1)
             results[which].light_p99_ms = light.p99_ms
-        measured.append([results[which] for which in range(len(paths))])
+        measured.rounds.append([results[which] for which in range(len(paths))])
+        for column in range(1 + BASELINES, len(paths)):
+            for baseline in range(1, 1 + BASELINES):
+                ratio = side_by_side(paths[column], paths[baseline], seconds)
+                measured.side_by_side.setdefault((column, baseline), []).append(ratio)
+                time.sleep(1)
     return measured
 
 
@@ -306,36 +354,37 @@ def median_of(results: list[Result]) -> Result:
     )
 
 
-def report_ratio(
-    measured: list[list[Result]], column: int, baseline: int, paths: list[tuple[str, str]]
-) -> None:
-    name, baseline_name = paths[column][0], paths[baseline][0]
-    ratios = [r[column].requests_per_second / r[baseline].requests_per_second for r in measured]
-    print(f"{name} / {baseline_name}: {statistics.median(ratios):.2f}x", end="")
+def print_ratios(label: str, ratios: list[float]) -> None:
+    print(f"{label}: {statistics.median(ratios):.2f}x", end="")
     print(f" (rounds: {', '.join(f'{ratio:.2f}' for ratio in ratios)})")
-    # The same ratio from CPU time: what one core running every server would serve.
-    by_cpu = [r[baseline].cpu_us / r[column].cpu_us for r in measured if r[column].cpu_us]
-    if by_cpu:
-        print(f"  by CPU time per request: {statistics.median(by_cpu):.2f}x", end="")
-        print(f" (rounds: {', '.join(f'{ratio:.2f}' for ratio in by_cpu)})")
 
 
-def report(case: Case, measured: list[list[Result]]) -> None:
+def report(case: Case, measured: Measured) -> None:
+    rounds = measured.rounds
     print(f"\n{case.title}")
     print(f"{'':30} {'req/s':>10} {'p99 ms':>8} {'p99 ms, 1 conn.':>16} {'CPU us/req':>11}", end="")
-    print(f"   (medians of {len(measured)} rounds)")
+    print(f"   (medians of {len(rounds)} rounds)")
     for column in range(len(case.paths)):
-        result = median_of([round_[column] for round_ in measured])
+        result = median_of([round_[column] for round_ in rounds])
         print(
             f"{result.name:30} {result.requests_per_second:10.0f} {result.p99_ms:8.2f} "
             f"{result.light_p99_ms:16.2f} {result.cpu_us:11.1f}"
         )
-    for column in range(1 + BASELINES, len(case.paths)):
-        for baseline in range(1, 1 + BASELINES):
-            report_ratio(measured, column, baseline, case.paths)
+    for (column, baseline), side_by_side in measured.side_by_side.items():
+        name, baseline_name = case.paths[column][0], case.paths[baseline][0]
+        print(f"{name} / {baseline_name}")
+        print_ratios("  side by side", side_by_side)
+        one_after_the_other = [
+            r[column].requests_per_second / r[baseline].requests_per_second for r in rounds
+        ]
+        print_ratios("  one after the other", one_after_the_other)
+        # From CPU time: what one core running every server would serve.
+        print_ratios(
+            "  by CPU time per request", [r[baseline].cpu_us / r[column].cpu_us for r in rounds]
+        )
     for column in range(1, len(case.paths)):
         name = case.paths[column][0]
-        added = [round_[column].light_p99_ms - round_[0].light_p99_ms for round_ in measured]
+        added = [round_[column].light_p99_ms - round_[0].light_p99_ms for round_ in rounds]
         print(f"p99 added by {name}: {statistics.median(added):.2f} ms", end="")
         print(f" (rounds: {', '.join(f'{ms:.2f}' for ms in added)})")
 
@@ -404,8 +453,8 @@ def main() -> None:
                 space_proxy_port=space_proxy_port,
                 gradio_proxy_port=nginx_gradio_port,
             ),
-            subprocess.Popen(on_cpu(0, ours)),
-            subprocess.Popen(on_cpu(0, front)),
+            start_server(ours),
+            start_server(front),
         ]
         if gradio in cases:
             processes.append(start_gradio(gradio_port, prefix / "gradio.log"))
