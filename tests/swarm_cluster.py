@@ -29,7 +29,7 @@ storage:
   filesystem:
     rootdirectory: {storage}
   delete:
-    enabled: true
+    enabled: {delete}
 http:
   addr: {address}
 """
@@ -44,6 +44,11 @@ class Swarm:
         answer.raise_for_status()
         return answer.json()["repositories"]
 
+    def tags(self, repository: str) -> set[str]:
+        """The repository's tags in the registry (none once all were deleted)."""
+        answer = httpx.get(f"http://{self.registry}/v2/{repository}/tags/list", timeout=10)
+        return set(answer.json().get("tags") or []) if answer.status_code == 200 else set()
+
 
 def unavailable(message: str) -> None:
     if IN_CI:
@@ -52,13 +57,15 @@ def unavailable(message: str) -> None:
 
 
 @contextlib.contextmanager
-def loopback_registry(root: Path) -> Iterator[str]:
-    """Debian's docker-registry serving `root` on 127.0.0.1; its host:port."""
+def loopback_registry(root: Path, delete: bool = True) -> Iterator[str]:
+    """Debian's docker-registry serving `root` on 127.0.0.1 (deleting allowed or not); its
+    host:port."""
     if not REGISTRY_BINARY.exists():
         unavailable(f"no {REGISTRY_BINARY}: scripts/test installs Debian's docker-registry")
     address = f"127.0.0.1:{free_port()}"
     config = root / "registry.yml"
-    config.write_text(REGISTRY_CONFIG.format(storage=root / "storage", address=address))
+    settings = {"storage": root / "storage", "address": address, "delete": str(delete).lower()}
+    config.write_text(REGISTRY_CONFIG.format(**settings))
     with (root / "registry.log").open("ab") as log:
         process = subprocess.Popen(
             [str(REGISTRY_BINARY), "serve", str(config)], stdout=log, stderr=subprocess.STDOUT

@@ -204,9 +204,10 @@ def test_a_registry_that_does_not_answer_is_build_error_naming_it_and_the_old_re
     assert service["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"].startswith(swarm.registry)
 
 
-def test_old_releases_pushed_to_the_registry_are_untagged_on_the_node_but_the_live_one_stays(
+def test_old_releases_are_untagged_on_the_node_and_deleted_from_the_registry_but_the_live_one_stays(
     swarm: Swarm, tmp_path: Path
 ) -> None:
+    """Also, deleting the space deletes its images from the registry."""
     import docker
 
     with swarm_serve(swarm, tmp_path / "data", keep_releases="1") as platform:
@@ -237,6 +238,12 @@ def test_old_releases_pushed_to_the_registry_are_untagged_on_the_node_but_the_li
         (service,) = swarm_services(platform, space_id)
         image = service["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
         assert image.startswith(pushed + commits[-1][:12] + "@sha256:"), image
+        repository = f"spacehub/{platform_id}/admin-swarm-pruned"
+        kept = {commit[:12] for commit in commits[-2:]}
+        wait_for(lambda: swarm.tags(repository) == kept, 30, f"the registry to keep {kept} only")
+
+        delete_space(platform, space_id)
+        wait_for(lambda: not swarm.tags(repository), 60, "the registry to keep none")
 
 
 def serve_fails(tmp_path: Path, **env: str) -> str:

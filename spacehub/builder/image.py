@@ -164,7 +164,11 @@ def build_image(
 
 
 def image_tag(label: str, commit: str, platform_id: str | None = None) -> str:
-    return f"{image_repository(label, platform_id)}:{commit[:12]}"
+    return f"{image_repository(label, platform_id)}:{release_tag(commit)}"
+
+
+def release_tag(commit: str) -> str:
+    return commit[:12]
 
 
 def image_repository(label: str, platform_id: str | None = None) -> str:
@@ -183,13 +187,13 @@ def prune_images(
     space_id: str, label: str, platform_id: str, keep: set[str], registry: str | None = None
 ) -> list[str]:
     """Untag the space's release images whose commit is not in `keep`, the tags pushed to
-    `registry` as well; return the tags removed (the registry keeps its copies).
+    `registry` as well; return the tags removed (from the registry: registry.py).
 
     An image a container still uses is refused by the engine (no force) and stays.
     """
     repository = image_repository(label, platform_id)
     names = {repository} if registry is None else {repository, f"{registry}/{repository}"}
-    kept = {commit[:12] for commit in keep}
+    kept = {release_tag(commit) for commit in keep}
     removed = []
     client = docker.from_env(timeout=_DOCKER_TIMEOUT_SECONDS)
     try:

@@ -18,6 +18,7 @@ from spacehub.platform.git.history import copy_history
 from spacehub.platform.git.repos import head_commit, init_bare, repo_path
 from spacehub.platform.git.writing import Author
 from spacehub.platform.models import BuildStatus, Space, User, utcnow
+from spacehub.platform.pruning import delete_pushed_images
 from spacehub.platform.pushes import build_new_head
 from spacehub.platform.rollout import publish_route
 from spacehub.platform.services import builds, desired, secrets, spaces
@@ -58,15 +59,15 @@ async def delete_space(platform: Platform, space_row_id: int) -> None:
     found = await to_thread.run_sync(_mark_deleting, platform, space_row_id)
     if found is None:
         return
-    space_id, paths = found
+    space_id, label, paths = found
     if platform.supervisor is not None:
         await platform.supervisor.remove_space(space_row_id, space_id)
     platform.routes.remove(space_id)
-    await to_thread.run_sync(_remove_space, platform, space_row_id, paths)
+    await to_thread.run_sync(_remove_space, platform, space_row_id, label, paths)
 
 
-def _mark_deleting(platform: Platform, space_row_id: int) -> tuple[str, list[Path]] | None:
-    """DELETING; the space's id and the folders that go with it."""
+def _mark_deleting(platform: Platform, space_row_id: int) -> tuple[str, str, list[Path]] | None:
+    """DELETING; the space's id, its label and the folders that go with it."""
     settings = platform.settings
     with session_scope(platform.engine) as session:
         space = session.get(Space, space_row_id)
@@ -74,16 +75,21 @@ def _mark_deleting(platform: Platform, space_row_id: int) -> tuple[str, list[Pat
             return None
         owner = owner_of(session, space)
         set_stage(session, space, Stage.DELETING)
-        return f"{owner.name}/{space.name}", [
-            repo_path(settings.repos_dir, owner.name, space.name),
-            settings.releases_dir / space.label,
-            space_context_dir(settings.build_contexts_dir, space.label),
-        ]
+        return (
+            f"{owner.name}/{space.name}",
+            space.label,
+            [
+                repo_path(settings.repos_dir, owner.name, space.name),
+                settings.releases_dir / space.label,
+                space_context_dir(settings.build_contexts_dir, space.label),
+            ],
+        )
 
 
-def _remove_space(platform: Platform, space_row_id: int, paths: list[Path]) -> None:
+def _remove_space(platform: Platform, space_row_id: int, label: str, paths: list[Path]) -> None:
     for path in paths:
         shutil.rmtree(path, ignore_errors=True)
+    delete_pushed_images(platform, label, keep=frozenset())
     with session_scope(platform.engine) as session:
         space = session.get(Space, space_row_id)
         if space is not None:

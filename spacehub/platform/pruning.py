@@ -89,5 +89,25 @@ def _prune(platform: Platform, job: PruneJob) -> None:
             set(job.keep),
             platform.settings.registry,
         )
+        delete_pushed_images(platform, job.label, job.keep)
     if removed:
         log.info("removed %d old release(s) of %s", len(removed), job.space_id)
+
+
+def delete_pushed_images(platform: Platform, label: str, keep: frozenset[str]) -> None:
+    """Delete the space's images in the registry (if builds push to one) but those of `keep`
+    (commits); a registry that refuses or does not answer is only logged."""
+    registry = platform.settings.registry
+    if registry is None:
+        return
+    from spacehub.builder.image import image_repository, release_tag
+    from spacehub.builder.registry import RegistryError, delete_tags
+
+    repository = image_repository(label, platform.platform_id)
+    try:
+        deleted = delete_tags(registry, repository, {release_tag(commit) for commit in keep})
+    except RegistryError as error:
+        log.warning("%s: %s/%s stays there", error.message, registry, repository)
+        return
+    if deleted:
+        log.info("deleted %s:%s from the registry", repository, ",".join(deleted))
