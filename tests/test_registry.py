@@ -2,10 +2,15 @@
 docker-registry on loopback and images pushed there by the Docker engine: tags a platform no
 longer keeps go, a manifest a kept tag names too stays, and a registry that refuses or does not
 answer is a RegistryError that says why. (The swarm tests delete through the platform: pruning
-and a space's deletion.)
+and a space's deletion.) And the pushes themselves: a build's time limit and a cancel end a push
+to a registry that hangs as they end a build step.
 """
 
+import contextlib
 import io
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,11 +18,14 @@ import httpx
 import pytest
 
 from spacehub.builder.registry import RegistryError, delete_tags
-from tests.conftest import free_port
+from tests.conftest import Platform, free_port, make_checkout, push, start_platform
 from tests.swarm_cluster import loopback_registry
+from tests.test_runtime_conformance import clean_up
+from tests.test_swarm import SITE
 
 pytestmark = pytest.mark.docker
 REPOSITORY = "spacehub/registry-test/alice-echo"
+TIME_LIMIT = 20  # seconds: build_timeout of the platform whose pushes hang
 
 
 def tags_in(registry: str) -> set[str]:
@@ -83,3 +91,69 @@ def test_a_registry_that_does_not_answer_is_an_error_naming_it():
     assert f"the registry {down} did not answer" in error.value.message
     with pytest.raises(RegistryError, match="is not a registry"):
         delete_tags("reg;istry", REPOSITORY, keep=set())
+
+
+@contextlib.contextmanager
+def registry_that_hangs() -> Iterator[str]:
+    """A loopback port that accepts connections and never answers, as a stuck registry."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):  # the listener closed at the end
+            while True:
+                held.append(listener.accept()[0])
+
+    threading.Thread(target=accept, name="registry-that-hangs", daemon=True).start()
+    try:
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+        for connection in held:
+            connection.close()
+
+
+def build_log(platform: Platform, space_id: str) -> str:
+    with platform.api() as client:
+        return client.get(f"/api/spaces/{space_id}/logs/build", timeout=30).text
+
+
+def test_the_time_limit_and_a_cancel_end_a_push_to_a_registry_that_hangs(tmp_path: Path):
+    """Each ends the build BUILD_ERROR naming it, soon, as they end a build step."""
+    with registry_that_hangs() as registry:
+        platform = start_platform(
+            tmp_path / "data", runtime="docker", registry=registry, build_timeout=str(TIME_LIMIT)
+        )
+        created: list[str] = []
+        try:
+            timed_out = platform.create_space("push-timed-out", sdk="docker")
+            created.append(timed_out)
+            checkout = make_checkout(tmp_path / "one", SITE, platform.git_url(timed_out))
+            started = time.monotonic()
+            assert push(platform, checkout, timed_out).returncode == 0
+            runtime = platform.wait_stage(timed_out, {"BUILD_ERROR", "RUNNING"}, 120)
+            took = time.monotonic() - started
+            assert f"time limit of {TIME_LIMIT} s" in runtime.get("errorMessage", ""), runtime
+            assert f"to the registry {registry}" in build_log(platform, timed_out)
+            assert took < TIME_LIMIT + 10, f"the time limit ended the push after {took:.1f} s"
+
+            cancelled = platform.create_space("push-cancelled", sdk="docker")
+            created.append(cancelled)
+            checkout = make_checkout(tmp_path / "two", SITE, platform.git_url(cancelled))
+            assert push(platform, checkout, cancelled).returncode == 0
+            with platform.api() as client:
+                # The build's log streams while it runs: the cancel comes once it says "Pushing".
+                logs = client.stream("GET", f"/api/spaces/{cancelled}/logs/build", timeout=60)
+                with logs as lines:
+                    pushing = f"to the registry {registry}"
+                    assert any(pushing in line for line in lines.iter_lines()), "no push"
+                answer = client.post(f"/api/spaces/{cancelled}/builds/cancel")
+            assert answer.status_code == 200, answer.text
+            asked = time.monotonic()
+            runtime = platform.wait_stage(cancelled, {"BUILD_ERROR", "RUNNING"}, 30)
+            took = time.monotonic() - asked
+            assert runtime.get("errorMessage") == "build cancelled", runtime
+            print(f"the cancel ended the push in {took:.2f} s")
+            assert took < 5, f"the cancel ended the push after {took:.1f} s"
+        finally:
+            clean_up("docker", platform, created)

@@ -34,6 +34,16 @@ def time_limit_message(seconds: float) -> str:
     return f"the build went over its time limit of {describe_seconds(seconds)} (build_timeout)"
 
 
+def stop_reason(limits: BuildLimits, deadline: float | None) -> str | None:
+    """Why the build must stop now (cancelled, or its time is up), or None."""
+    if limits.cancel.is_set():
+        return CANCELLED
+    if deadline is not None and time.monotonic() >= deadline:
+        assert limits.timeout_seconds is not None
+        return time_limit_message(limits.timeout_seconds)
+    return None
+
+
 def memory_limit_message(memory_bytes: int) -> str:
     return f"the build went over its memory limit of {describe_bytes(memory_bytes)} (build_memory)"
 
@@ -80,11 +90,9 @@ class BuildProcesses:
 
     def check(self) -> None:
         """Raise `BuildStopped` when the build was cancelled or its time is up."""
-        if self.limits.cancel.is_set():
-            raise BuildStopped(CANCELLED)
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            assert self.limits.timeout_seconds is not None
-            raise BuildStopped(time_limit_message(self.limits.timeout_seconds))
+        reason = stop_reason(self.limits, self.deadline)
+        if reason is not None:
+            raise BuildStopped(reason)
 
     def popen(self, command: list[str], **options: object) -> subprocess.Popen:
         """Start `command` in its own process group, inside the build's cgroup."""
@@ -111,11 +119,9 @@ class BuildProcesses:
 
         def watch() -> None:
             while not done.is_set():
-                if self.limits.cancel.is_set():
-                    stopped.append(CANCELLED)
-                elif self.deadline is not None and time.monotonic() >= self.deadline:
-                    assert self.limits.timeout_seconds is not None
-                    stopped.append(time_limit_message(self.limits.timeout_seconds))
+                reason = stop_reason(self.limits, self.deadline)
+                if reason is not None:
+                    stopped.append(reason)
                 elif time.monotonic() >= cap:
                     stopped.append("")  # a step that hangs: a failure, not a limit
                 if stopped:

@@ -12,12 +12,11 @@ import shutil
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from spacehub.builder.build_processes import CANCELLED, time_limit_message
+from spacehub.builder.build_processes import stop_reason
 from spacehub.builder.limits import BuildLimits, BuildStopped
 
 _PROBE_TIMEOUT_SECONDS = 20
@@ -163,11 +162,7 @@ def run_build(
     # The reader ends when the CLI closes its output, on exit: joining it returns at once then,
     # where Popen.wait(timeout) polls (up to 50 ms late; a code-only build takes 200 ms).
     while reader.is_alive() and process.poll() is None:
-        if limits.cancel.is_set():
-            stopped = CANCELLED
-        elif deadline is not None and time.monotonic() > deadline:
-            assert limits.timeout_seconds is not None
-            stopped = time_limit_message(limits.timeout_seconds)
+        stopped = stop_reason(limits, deadline)
         if stopped is not None:
             _stop(process)
             break

@@ -13,6 +13,7 @@ import re
 import shlex
 import shutil
 import tempfile
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -25,7 +26,7 @@ from docker.errors import APIError, DockerException, ImageNotFound
 
 from spacehub.builder.base_image import missing_base_message, pull_base_image
 from spacehub.builder.build_context import locked, mirror, node_id, space_context_dir
-from spacehub.builder.build_processes import memory_limit_message
+from spacehub.builder.build_processes import memory_limit_message, stop_reason
 from spacehub.builder.buildkit import (
     BuildCommandFailed,
     BuildKitCli,
@@ -60,6 +61,7 @@ _CA = f"{_BUILD_DIR}/ca.crt"
 _PIP_CONF = f"{_BUILD_DIR}/pip.conf"
 _UV_TOML = f"{_BUILD_DIR}/uv.toml"
 _DOCKER_TIMEOUT_SECONDS = 120
+_PUSH_POLL_SECONDS = 0.2  # how soon a cancel or the time limit ends a push
 _MEMORY_REACHED = 0.95  # a peak this near the memory limit: the limit was reached
 # BuildKit runs build steps in the engine's own cgroup and ignores --cgroup-parent: CPU and
 # memory are capped through that group (see buildkit_cgroup) where this host can.
@@ -454,9 +456,31 @@ class _Build:
         return (self.private / "image-id").read_text().strip()
 
     def push(self, image_id: str, registry: str) -> str:
-        """Tag the built image `<registry>/<tag>` and push it; its reference by digest."""
+        """Tag the built image `<registry>/<tag>` and push it; its reference by digest. The
+        build's time limit and cancel apply: the push runs on a thread of its own, left to
+        end with the client (closed by the build) when they stop the build."""
         repository, _, tag = f"{registry}/{self.tag}".rpartition(":")
         self.log(f"Pushing {repository}:{tag} to the registry {registry}")
+        outcome: list[str | BaseException] = []
+
+        def push() -> None:
+            try:
+                outcome.append(self._push(image_id, repository, tag, registry))
+            except BaseException as error:  # handed to the build's thread below
+                outcome.append(error)
+
+        pushing = threading.Thread(target=push, name="spacehub-push", daemon=True)
+        pushing.start()
+        while pushing.is_alive():
+            reason = stop_reason(self.limits, self.deadline)
+            if reason is not None:
+                raise BuildStopped(reason)
+            pushing.join(timeout=_PUSH_POLL_SECONDS)
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
+
+    def _push(self, image_id: str, repository: str, tag: str, registry: str) -> str:
         digest = None
         try:
             self.client.api.tag(image_id, repository, tag)

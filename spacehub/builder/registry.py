@@ -28,7 +28,7 @@ MANIFEST_TYPES = ", ".join(
         "application/vnd.oci.image.index.v1+json",
     ]
 )
-TIMEOUT_SECONDS = 30
+TIMEOUT_SECONDS = 10
 
 
 class RegistryError(Exception):
