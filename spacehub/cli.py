@@ -93,7 +93,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         from spacehub.platform.front import FrontError
+        from spacehub.platform.settings import make_socket_dir
 
+        try:
+            make_socket_dir(settings.socket_dir)
+        except (OSError, ValueError) as error:
+            print(f"spacehub serve: {error}", file=sys.stderr)
+            return 1
         try:
             _run(serve_platform(settings))
         except FrontError as error:
@@ -253,8 +259,7 @@ async def serve_platform(settings: "Settings") -> None:
     install_hooks(settings)
     app = create_app(settings)
     platform: Platform = app.state.platform
-    socket_path = settings.control_socket
-    socket_path.parent.mkdir(parents=True, exist_ok=True)
+    socket_path = settings.control_socket  # its folder made by main()
     socket_path.unlink(missing_ok=True)
     server = QuietServer(
         uvicorn.Config(

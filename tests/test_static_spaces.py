@@ -8,6 +8,8 @@ subdomain form (`Host: {owner}-{name}.localhost:{port}`) and the path form
 import hashlib
 import http.client
 import os
+import shutil
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from spacehub.platform.settings import Settings
 from tests.conftest import (
     EXAMPLES,
     Platform,
@@ -479,3 +482,23 @@ def test_concurrent_forced_pushes_end_with_the_commit_main_points_at_live(
     assert (winner, "succeeded") in builds
     base_commit = git("rev-parse", "HEAD", cwd=base).stdout.strip()
     assert {commit for commit, _ in builds} <= {*racers, base_commit}
+
+
+def test_a_data_dir_too_long_for_socket_addresses_still_serves_pushes(tmp_path: Path):
+    """A unix socket's address holds 107 bytes: under a data dir whose run dir is longer, the
+    platform's sockets go to a private folder in the temp dir, and pushes (whose hook reaches
+    the platform on its socket) build and serve as usual."""
+    data = tmp_path / ("a-long-folder-name-" * 5) / "data"
+    assert len(bytes(data / "run" / "proxy-apps.sock")) > 107
+    platform = start_platform(data)
+    try:
+        live_site(platform, tmp_path, "long-path-site")
+        page = app_get(platform, "admin/long-path-site", "/", "path")
+        assert (page.status, page.body) == (200, (SITE / "index.html").read_bytes())
+        sockets = Settings(data_dir=data).socket_dir
+        assert sockets.parent == Path(tempfile.gettempdir())
+        assert (sockets / "control.sock").is_socket()
+        assert sockets.stat().st_mode & 0o777 == 0o700
+    finally:
+        stop_cleanly(platform)
+        shutil.rmtree(Settings(data_dir=data).socket_dir, ignore_errors=True)

@@ -1,8 +1,11 @@
 """Every setting of the platform, each also an environment variable `SPACEHUB_<NAME>`."""
 
 import contextlib
+import hashlib
 import os
 import re
+import stat
+import tempfile
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -43,6 +46,19 @@ def parse_duration(value: object) -> object:
 def half_the_cores() -> float:
     """A build's default CPU share: half this machine's cores, at least one."""
     return max(1.0, (os.cpu_count() or 2) / 2)
+
+
+# sun_path holds 108 bytes with its terminating NUL; the longest socket is the front's.
+MAX_SOCKET_PATH_BYTES = 107
+LONGEST_SOCKET_NAME = "proxy-apps.sock"
+
+
+def make_socket_dir(path: Path) -> None:
+    """Make the socket folder (0700); one in the shared temp dir must be this user's own."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    found = path.lstat()
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o077:
+        raise ValueError(f"{path}, for the platform's sockets, is not a private folder of ours")
 
 
 class Settings(BaseSettings):
@@ -308,5 +324,15 @@ class Settings(BaseSettings):
         return self.data_dir / "run"
 
     @property
+    def socket_dir(self) -> Path:
+        """Where the platform's unix sockets go: the run dir, unless its path is too long for a
+        socket's address (107 bytes), then a private folder in the system's temp dir named
+        after the data dir (made by `make_socket_dir`)."""
+        if len(bytes(self.run_dir.absolute() / LONGEST_SOCKET_NAME)) <= MAX_SOCKET_PATH_BYTES:
+            return self.run_dir
+        digest = hashlib.sha256(bytes(self.data_dir.absolute())).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"spacehub-{os.getuid()}-{digest}"
+
+    @property
     def control_socket(self) -> Path:
-        return self.run_dir / "control.sock"
+        return self.socket_dir / "control.sock"
