@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         from spacehub.platform.settings import make_socket_dir
 
         try:
-            make_socket_dir(settings.socket_dir)
+            make_socket_dir(settings)
         except (OSError, ValueError) as error:
             print(f"spacehub serve: {error}", file=sys.stderr)
             return 1

@@ -3,6 +3,8 @@
 import importlib
 import os
 import pkgutil
+import shutil
+import tempfile
 import types
 import typing
 from pathlib import Path
@@ -14,7 +16,7 @@ from sqlalchemy import Engine
 
 import spacehub
 from spacehub.platform.app import create_app
-from spacehub.platform.settings import Settings
+from spacehub.platform.settings import Settings, make_socket_dir
 
 FIELDS = sorted(Settings.model_fields)
 
@@ -137,3 +139,28 @@ def test_no_module_builds_settings_or_an_engine_at_import() -> None:
             if isinstance(value, Settings | Engine):
                 found.append(f"{module_info.name}.{attribute}")
     assert found == []
+
+
+def test_sockets_stay_in_an_existing_run_dir_and_a_temp_folder_must_be_private(
+    tmp_path: Path,
+) -> None:
+    """A data dir of an earlier version (run/ at 0755) keeps its sockets there; under a data
+    dir too long for socket addresses they go to the temp dir, into a folder of this user's
+    only: one that others could write is refused."""
+    existing = Settings(data_dir=tmp_path / "data")
+    existing.run_dir.mkdir(parents=True, mode=0o755)
+    existing.run_dir.chmod(0o755)
+    assert make_socket_dir(existing) == existing.run_dir
+    assert existing.run_dir.stat().st_mode & 0o777 == 0o755
+
+    long = Settings(data_dir=tmp_path / ("a-long-folder-name-" * 5) / "data")
+    sockets = long.socket_dir
+    assert sockets.parent == Path(tempfile.gettempdir())
+    try:
+        assert make_socket_dir(long) == sockets
+        assert sockets.stat().st_mode & 0o777 == 0o700
+        sockets.chmod(0o777)
+        with pytest.raises(ValueError, match="is not a private folder"):
+            make_socket_dir(long)
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)

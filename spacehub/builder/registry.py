@@ -53,11 +53,13 @@ def delete_tags(registry: str, repository: str, keep: set[str]) -> list[str]:
         digests[tag] = found[1].get("Docker-Content-Digest") if found else None
     kept = {digests[tag] for tag in keep if digests.get(tag)}
     deleted: list[str] = []
+    gone: set[str] = set()  # digests deleted: their other tags went with them
     for tag, digest in sorted(digests.items()):
         if tag in keep or not digest or digest in kept:
             continue
-        if digest not in (digests[other] for other in deleted):  # else gone with that tag
+        if digest not in gone:
             _call("DELETE", f"{base}/manifests/{digest}", registry)
+            gone.add(digest)
         deleted.append(tag)
     return deleted
 
@@ -88,8 +90,7 @@ def _refused(registry: str, error: urllib.error.HTTPError) -> RegistryError:
 
 def _scheme(host: str) -> str:
     """Plain HTTP for a registry on loopback, which Docker pushes to without TLS as well."""
-    hostname = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    hostname = hostname.strip("[]")
+    hostname = host.partition(":")[0]  # REGISTRY has no IPv6 address: the colon is the port's
     if hostname == "localhost":
         return "http"
     try:

@@ -90,13 +90,14 @@ def _mark_deleting(platform: Platform, space_row_id: int) -> tuple[str, str, lis
 def _remove_space(platform: Platform, space_row_id: int, label: str, paths: list[Path]) -> None:
     for path in paths:
         shutil.rmtree(path, ignore_errors=True)
-    # In the background: a registry that hangs must not hold the deletion's answer.
-    threading.Thread(
-        target=delete_pushed_images,
-        args=(platform, label, frozenset()),
-        name="spacehub-registry-delete",
-        daemon=True,
-    ).start()
+    if platform.settings.registry is not None:
+        # In the background: a registry that hangs must not hold the deletion's answer.
+        threading.Thread(
+            target=delete_pushed_images,
+            args=(platform, label, frozenset()),
+            name="spacehub-registry-delete",
+            daemon=True,
+        ).start()
     with session_scope(platform.engine) as session:
         space = session.get(Space, space_row_id)
         if space is not None:

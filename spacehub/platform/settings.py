@@ -53,12 +53,18 @@ MAX_SOCKET_PATH_BYTES = 107
 LONGEST_SOCKET_NAME = "proxy-apps.sock"
 
 
-def make_socket_dir(path: Path) -> None:
-    """Make the socket folder (0700); one in the shared temp dir must be this user's own."""
+def make_socket_dir(settings: "Settings") -> Path:
+    """Make the folder of the platform's sockets; the run dir as it is (an existing one keeps
+    its mode), one in the shared temp dir private (0700) and checked to be this user's own."""
+    path = settings.socket_dir
+    if path == settings.run_dir:
+        path.mkdir(parents=True, exist_ok=True)
+        return path
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     found = path.lstat()
     if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o077:
         raise ValueError(f"{path}, for the platform's sockets, is not a private folder of ours")
+    return path
 
 
 class Settings(BaseSettings):
